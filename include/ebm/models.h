@@ -1,0 +1,136 @@
+// models.h: built-in architectures and the one model registry.
+//
+// A native model is a folder:
+//     MODEL/card.json     the JSON card: {"arch": {...}, "task", "data", "command", "metrics", ...}
+//     MODEL/weights.pt    parameters (torch::serialize archive)
+// A TorchScript model is a single file made by torch.jit.save in Python; its
+// forward(x[B,C,H,W]) returns [B] energies, or [B,K] logits for a classifier
+// (energy = -logsumexp(logits)). load_model() tells the two apart by itself.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "ebm/energy.h"
+
+namespace ebm {
+
+using json = nlohmann::json;
+
+struct ConvEBMOptions {
+  /// Input channels.
+  TORCH_ARG(int64_t, channels) = 1;
+  /// Base width; layers use width, 2*width, 4*width channels.
+  TORCH_ARG(int64_t, width) = 32;
+};
+
+/// Unconditional conv energy (IGEBM/UvA style, SiLU): 28x28 -> 14 -> 7 -> 4,
+/// then a linear head to one scalar. x: [B,C,28,28] in [0,1] -> e [B].
+class ConvEBMImpl : public torch::nn::Module {
+ public:
+  explicit ConvEBMImpl(const ConvEBMOptions& o = {});
+  torch::Tensor forward(const torch::Tensor& x);  // [B,C,H,W] -> [B]
+  ConvEBMOptions options;
+
+ private:
+  torch::nn::Sequential body{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(ConvEBM);
+
+struct ConvClassifierOptions {
+  TORCH_ARG(int64_t, channels) = 1;
+  TORCH_ARG(int64_t, width) = 32;
+  TORCH_ARG(int64_t, num_classes) = 10;
+  /// Activation: "silu" (smooth, good for Langevin) or "leaky_relu".
+  TORCH_ARG(std::string, activation) = "silu";
+  /// Dropout before the final layer (0 = off).
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+/// Conv classifier; its energy is the free energy -T*logsumexp(logits/T).
+/// x: [B,C,28,28] in [0,1] -> logits [B,K].
+class ConvClassifierImpl : public torch::nn::Module {
+ public:
+  explicit ConvClassifierImpl(const ConvClassifierOptions& o = {});
+  torch::Tensor forward(const torch::Tensor& x);  // [B,C,H,W] -> [B,K]
+  ConvClassifierOptions options;
+
+ private:
+  torch::nn::Sequential body{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(ConvClassifier);
+
+/// A built-in nn model seen as an Energy. Owns its module and its card.
+class NativeModel : public Energy {
+ public:
+  /// Build an untrained model from an architecture description, e.g.
+  /// {"type":"conv-ebm","width":32} or {"type":"conv-classifier","width":32,"num_classes":10}.
+  explicit NativeModel(const json& arch);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor logits(const torch::Tensor& x) override;
+  int64_t num_classes() const override { return num_classes_; }
+  std::string describe() const override;
+  std::vector<torch::Tensor> parameters() override { return module_->parameters(); }
+  void set_training(bool on) override { module_->train(on); }
+
+  std::shared_ptr<torch::nn::Module> module() const { return module_; }
+  const json& arch() const { return arch_; }
+  /// Temperature T of the free energy for classifiers (default 1).
+  double temperature = 1.0;
+  /// The card (metadata) that travels with the weights.
+  json card = json::object();
+
+ private:
+  json arch_;
+  int64_t num_classes_ = 0;
+  std::shared_ptr<torch::nn::Module> module_;
+  std::function<torch::Tensor(const torch::Tensor&)> forward_;
+};
+
+/// A TorchScript module loaded from Python (torch.jit.save). The output shape
+/// of forward on one probe image decides energy [B] vs classifier [B,K].
+class ScriptModel : public Energy {
+ public:
+  /// probe_shape: the [C,H,W] used to probe the output rank.
+  explicit ScriptModel(const std::string& path, std::vector<int64_t> probe_shape = {1, 28, 28});
+  ~ScriptModel() override;
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor logits(const torch::Tensor& x) override;
+  int64_t num_classes() const override { return num_classes_; }
+  std::string describe() const override;
+  std::vector<torch::Tensor> parameters() override;
+  void set_training(bool on) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_;
+  int64_t num_classes_ = 0;
+};
+
+/// Load a model from a native folder or a TorchScript file (auto-detected).
+/// Throws DataError naming the path and the problem.
+EnergyPtr load_model(const std::string& path);
+
+/// The card of a model: card.json for native models, a synthesized
+/// {"format":"torchscript",...} for TorchScript files.
+json load_card(const std::string& path);
+
+/// Save a native model atomically: weights.pt and card.json (card includes
+/// "arch"). The folder is created if needed; existing files are replaced only
+/// once the new ones are fully written.
+void save_model(const std::string& dir, NativeModel& model);
+
+/// Load only the weights of a saved native folder into `model`.
+void load_weights(const std::string& dir, NativeModel& model);
+
+/// SHA-256-free content hash (FNV-1a 64, hex) of a model's weight file or
+/// TorchScript file: detectors use it to refuse a mismatched model.
+std::string model_hash(const std::string& path);
+
+}  // namespace ebm

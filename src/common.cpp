@@ -1,0 +1,76 @@
+#include "ebm/common.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+namespace ebm {
+
+const char* version() { return EBM_VERSION; }
+
+namespace {
+// OpenBLAS exports openblas_get_config; the reference BLAS does not. Looking
+// the symbol up in the already-loaded process tells which library the
+// dynamic linker actually bound libblas.so.3 to.
+using ConfigFn = char* (*)();
+ConfigFn openblas_config_fn() {
+  return reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+}
+}  // namespace
+
+bool blas_is_openblas() { return openblas_config_fn() != nullptr; }
+
+std::string blas_info() {
+  if (auto fn = openblas_config_fn()) return std::string("OpenBLAS ") + fn();
+  return "reference BLAS (slow! run scripts/setup to select OpenBLAS)";
+}
+
+int set_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  return n;
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw DataError("cannot write '" + path + "': " + std::strerror(errno));
+    size_t wrote = std::fwrite(bytes.data(), 1, bytes.size(), f);
+    bool ok = wrote == bytes.size() && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) {
+      std::remove(tmp.c_str());
+      throw DataError("cannot write '" + path + "': short write (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw DataError("cannot write '" + path + "': " + std::strerror(err));
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError("cannot open '" + path + "': " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string data_dir() {
+  const char* d = std::getenv("EBM_DATA");
+  return (d && *d) ? d : "data";
+}
+
+}  // namespace ebm

@@ -1,0 +1,3 @@
+#include <gtest/gtest.h>
+#include "ebm/common.h"
+TEST(Smoke, Version) { EXPECT_STREQ(ebm::version(), EBM_VERSION); }

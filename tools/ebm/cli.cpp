@@ -1,0 +1,51 @@
+#include "cli.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "ebm/common.h"
+#include "ebm/progress.h"
+
+namespace ebm::cli {
+
+void add_common(CLI::App* sub, Common& c, bool with_json) {
+  sub->add_option("--threads", c.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", c.seed, "Random seed; same seed + thread count = same result")->capture_default_str();
+  sub->add_flag("--quiet,-q", c.quiet, "No progress output on stderr");
+  if (with_json) sub->add_option("--json", c.json_out, "Write the JSON report to FILE ('-' = stdout)");
+}
+
+void apply_common(const Common& c) {
+  set_threads(c.threads);
+  Progress::set_quiet(c.quiet || c.json_out == "-" ? c.quiet : false);
+}
+
+void write_json(const std::string& where, const json& j) {
+  const std::string s = j.dump(2) + "\n";
+  if (where == "-") {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+  } else if (!where.empty()) {
+    write_file_atomic(where, s);
+  }
+}
+
+void require(bool cond, const std::string& message) {
+  if (!cond) throw UsageError(message);
+}
+
+namespace {
+std::string g_cmdline;
+}
+const std::string& command_line() { return g_cmdline; }
+void set_command_line(int argc, char** argv) {
+  g_cmdline.clear();
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i == 0) a = "ebm";
+    bool quote = a.find_first_of(" \"'&|!*()") != std::string::npos;
+    g_cmdline += (i ? " " : "") + (quote ? "'" + a + "'" : a);
+  }
+}
+
+}  // namespace ebm::cli

@@ -1,0 +1,69 @@
+// ebm: the command-line front end of ebmkit.
+#include <torch/version.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli.h"
+#include "ebm/common.h"
+
+int main(int argc, char** argv) {
+  using namespace ebm;
+  cli::set_command_line(argc, argv);
+  CLI::App app{
+      "ebm: train energy-based models on images and use the energy for OOD detection,\n"
+      "compositional generation, denoising, inpainting and adversarial purification.\n"
+      "Run `ebm <command> --help` for each command's flags."};
+  app.name("ebm");
+  const std::string ver = std::string("ebm ") + version() + " (LibTorch " + TORCH_VERSION +
+                          ", BLAS: " + blas_info() + ")";
+  app.set_version_flag("--version", ver);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  cli::Action run;
+  cli::add_data(app, run);
+  cli::add_info(app, run);
+  cli::add_sample(app, run);
+  cli::add_denoise(app, run);
+  cli::add_inpaint(app, run);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "ebm: error: %s (see `ebm --help`)\n", e.what());
+    return 2;
+  }
+  if (!blas_is_openblas() && !std::getenv("EBM_ALLOW_REFERENCE_BLAS")) {
+    std::fprintf(stderr,
+                 "ebm: error: LibTorch is running on the reference BLAS (~10x slower). Run scripts/setup "
+                 "to select OpenBLAS, or set EBM_ALLOW_REFERENCE_BLAS=1 to proceed anyway.\n");
+    return 1;
+  }
+  try {
+    return run ? run() : 0;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "ebm: error: %s\n", e.what());
+    return 2;
+  } catch (const DataError& e) {
+    std::fprintf(stderr, "ebm: error: %s\n", e.what());
+    return 1;
+  } catch (const DivergenceError& e) {
+    std::fprintf(stderr, "ebm: diverged: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    msg = msg.substr(0, msg.find('\n'));
+    std::fprintf(stderr, "ebm: error: %s\n", msg.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ebm: error: %s\n", e.what());
+    return 1;
+  }
+}
