@@ -30,7 +30,7 @@ ConfigFn openblas_config_fn() {
 bool blas_is_openblas() { return openblas_config_fn() != nullptr; }
 
 std::string blas_info() {
-  if (auto fn = openblas_config_fn()) return std::string("OpenBLAS ") + fn();
+  if (auto fn = openblas_config_fn()) return fn();
   return "reference BLAS (slow! run scripts/setup to select OpenBLAS)";
 }
 

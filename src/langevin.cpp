@@ -24,12 +24,18 @@ Schedule Schedule::parse(const std::string& spec) {
   auto colon = spec.find(':');
   std::string kind = spec.substr(0, colon);
   if (colon != std::string::npos) {
+    const std::string arg = spec.substr(colon + 1);
+    size_t used = 0;
     try {
-      s.end_factor = std::stod(spec.substr(colon + 1));
+      s.end_factor = std::stod(arg, &used);
     } catch (...) {
-      throw UsageError("bad schedule '" + spec + "': the end factor after ':' must be a number");
+      used = 0;
     }
-    if (!(s.end_factor > 0)) throw UsageError("bad schedule '" + spec + "': end factor must be > 0");
+    // The whole argument must be a number ("0.1x" is a typo, not 0.1).
+    if (used == 0 || used != arg.size())
+      throw UsageError("bad schedule '" + spec + "': the end factor after ':' must be a number");
+    if (!(s.end_factor > 0) || !std::isfinite(s.end_factor))
+      throw UsageError("bad schedule '" + spec + "': end factor must be a finite number > 0");
   }
   if (kind == "constant") s.kind = kConstant, s.end_factor = 1.0;
   else if (kind == "linear") s.kind = kLinear;

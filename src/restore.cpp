@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "ebm/common.h"
 #include "ebm/image_io.h"
 
@@ -65,8 +67,9 @@ torch::Tensor make_mask(const std::string& spec, int64_t batch, int64_t h, int64
     }
   };
   if (kind == "center") {
-    const int64_t k = static_cast<int64_t>(num("K"));
-    if (k <= 0 || k > std::min(h, w)) throw UsageError("bad mask '" + spec + "': K must be in 1.." + std::to_string(std::min(h, w)));
+    const double kv = num("K");  // a whole number in range (checked before the cast)
+    if (!(kv >= 1 && kv <= double(std::min(h, w)) && kv == std::floor(kv))) throw UsageError("bad mask '" + spec + "': K must be a whole number in 1.." + std::to_string(std::min(h, w)));
+    const int64_t k = static_cast<int64_t>(kv);
     known.narrow(2, (h - k) / 2, k).narrow(3, (w - k) / 2, k).zero_();
   } else if (kind == "random") {
     const double p = num("P");

@@ -67,5 +67,6 @@ void add_info(CLI::App& app, Action& run);
 void add_sample(CLI::App& app, Action& run);
 void add_denoise(CLI::App& app, Action& run);
 void add_inpaint(CLI::App& app, Action& run);
+void add_train(CLI::App& app, Action& run);
 
 }  // namespace ebm::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   cli::add_sample(app, run);
   cli::add_denoise(app, run);
   cli::add_inpaint(app, run);
+  cli::add_train(app, run);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,23 @@
+// morphology.h: stroke measurements on digit images (Morpho-MNIST style,
+// Castro et al. 2019), used to label the thickness attribute and to judge
+// generated samples.
+#pragma once
+
+#include <torch/types.h>
+
+namespace ebm {
+
+/// Stroke thickness in pixels of each image x[N,1,H,W] in [0,1] -> [N] float32.
+///
+/// Definition: binarise at `threshold`; skeletonise the foreground with
+/// Zhang-Suen thinning; take the Euclidean distance transform d(p) from each
+/// foreground pixel centre to the nearest background pixel centre; the
+/// thickness is the mean over skeleton pixels of 2*d(p) - 1. The "-1"
+/// measures to the background pixel's edge rather than its centre, so a
+/// straight bar of odd width w pixels measures exactly w. Empty images give 0.
+torch::Tensor stroke_thickness(const torch::Tensor& x, double threshold = 0.5);
+
+/// Zhang-Suen skeleton of a binary image [H,W] (uint8/bool, nonzero = ink) -> [H,W] bool.
+torch::Tensor skeletonize(const torch::Tensor& binary);
+
+}  // namespace ebm

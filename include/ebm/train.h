@@ -1,0 +1,133 @@
+// train.h: one trainer for every task. Each task is a loss on a batch; the
+// loop (data, optimiser, replay buffer, checkpoints, divergence guard,
+// progress, card) is shared.
+//
+// Tasks (--task):
+//   clf              cross-entropy classifier (used for mnist-clf, mnist-judge)
+//   ebm              unconditional EBM by persistent contrastive divergence:
+//                    L = E(x+) - E(x-) + alpha*(E(x+)^2 + E(x-)^2), x- from Langevin
+//                    on a replay buffer (IGEBM, Du & Mordatch 2019)
+//   jem              JEM (Grathwohl et al. 2020): CE(f(x+), y) + gen_weight*(E(x+) - E(x-)),
+//                    E(x) = -logsumexp f(x), same replay-buffer machinery
+//   attribute        JEM on an attribute's labels: "digit" (dataset labels) or
+//                    "thickness" (terciles of ebm::stroke_thickness on the training set);
+//                    E(x|c) = -f(x)[c]
+//   dsm              denoising score matching (Vincent 2011): grad_x E(x~) matches
+//                    (x~ - x)/sigma^2 for x~ = x + sigma*eps, sigma from `dsm_sigmas`
+//   energy-finetune  Liu et al. 2020: CE + ft_weight*(mean relu(E_in - m_in)^2 +
+//                    mean relu(m_out - E_out)^2); outliers synthesised from the
+//                    in-distribution batch (see synthesize_outliers)
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ebm/langevin.h"
+
+namespace ebm {
+
+struct TrainOptions {
+  TORCH_ARG(std::string, task) = "ebm";
+  /// Dataset name (see data.h); training uses its "fit" split, never val/test.
+  TORCH_ARG(std::string, data) = "fashion-mnist";
+  /// Output model folder.
+  TORCH_ARG(std::string, out) = "";
+  /// Architecture, e.g. {"type":"conv-ebm","width":32}; empty = the task's default.
+  TORCH_ARG(nlohmann::json, arch) = nlohmann::json();
+  /// For task attribute: "digit" or "thickness".
+  TORCH_ARG(std::string, attribute) = "digit";
+  /// For task energy-finetune: the classifier to start from.
+  TORCH_ARG(std::string, init) = "";
+
+  TORCH_ARG(int64_t, steps) = 2000;
+  TORCH_ARG(int64_t, batch) = 64;
+  /// Adam; beta1 = 0 as in IGEBM/UvA for EBM tasks.
+  TORCH_ARG(double, lr) = 1e-4;
+  TORCH_ARG(double, beta1) = 0.0;
+  TORCH_ARG(double, beta2) = 0.999;
+  /// Linear learning-rate warm-up (JEM uses 1k iterations).
+  TORCH_ARG(int64_t, warmup) = 0;
+  /// Clip the parameter-gradient norm (0 = off).
+  TORCH_ARG(double, clip_grad_norm) = 1.0;
+  /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).
+  TORCH_ARG(double, data_noise) = 0.005;
+
+  // Persistent contrastive divergence (tasks ebm, jem, attribute).
+  TORCH_ARG(int64_t, buffer_size) = 10000;
+  TORCH_ARG(double, reinit) = 0.05;
+  TORCH_ARG(int64_t, sgld_steps) = 20;
+  TORCH_ARG(double, sgld_step) = 10.0;
+  TORCH_ARG(double, sgld_noise) = 0.005;
+  TORCH_ARG(double, sgld_grad_clip) = 0.03;
+  /// Energy L2 penalty alpha*(E+^2 + E-^2).
+  TORCH_ARG(double, l2) = 0.1;
+  /// Weight of the generative term in jem/attribute (0 = plain classifier).
+  TORCH_ARG(double, gen_weight) = 1.0;
+
+  // Denoising score matching.
+  TORCH_ARG(std::vector<double>, dsm_sigmas) = std::vector<double>{0.1, 0.2, 0.3};
+
+  // Energy-bounded fine-tuning.
+  TORCH_ARG(double, m_in) = std::nan("");   // NaN = from data
+  TORCH_ARG(double, m_out) = std::nan("");  // NaN = from data
+  TORCH_ARG(double, ft_weight) = 0.1;
+
+  // Loop.
+  TORCH_ARG(uint64_t, seed) = 0;
+  TORCH_ARG(int64_t, checkpoint_every) = 250;
+  TORCH_ARG(int64_t, sample_every) = 0;  // PNG grid of negatives every N steps (0 = off)
+  TORCH_ARG(bool, resume) = false;
+  /// Stop (as if killed) after this many steps in this process, checkpoint kept (-1 = off).
+  TORCH_ARG(int64_t, stop_after) = -1;
+  /// Divergence guard: |E| beyond this, or a non-finite loss, triggers a rollback.
+  TORCH_ARG(double, energy_limit) = 1e4;
+  TORCH_ARG(int64_t, max_rollbacks) = 3;
+  /// Images used for end-of-run metrics on the test split.
+  TORCH_ARG(int64_t, eval_n) = 2000;
+  /// The command line recorded on the card.
+  TORCH_ARG(std::string, command) = "";
+};
+
+/// Persistent sample buffer for contrastive divergence.
+class ReplayBuffer {
+ public:
+  /// capacity images of shape [C,H,W], initialised U(0,1) from `gen`.
+  ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen);
+  /// Draw n start points: indices into the buffer (returned in *idx) and the
+  /// images [n,C,H,W]; each start is re-initialised from U(0,1) with prob `reinit`.
+  torch::Tensor sample(int64_t n, double reinit, at::Generator& gen, torch::Tensor* idx);
+  /// Write chains back: x [n,C,H,W] at idx [n].
+  void update(const torch::Tensor& idx, const torch::Tensor& x);
+  torch::Tensor& data() { return data_; }
+
+ private:
+  torch::Tensor data_;  // [capacity,C,H,W]
+};
+
+/// Outliers synthesised from an in-distribution batch x[B,1,H,W] (never from
+/// another dataset): each row is, chosen uniformly, one of
+///   0 pixel permutation      (a random shuffle of all pixels of the image)
+///   1 patch shuffle          (7x7 patches permuted)
+///   2 heavy blur             (9x9 box filter)
+///   3 mixture                (0.5*x_i + 0.5*x_j of two random images)
+///   4 uniform noise          (U(0,1) pixels)
+///   5 inversion of contrast  (1 - x)
+torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen);
+
+struct TrainResult {
+  nlohmann::json card;  // the saved model's card
+  int64_t steps = 0;
+  int64_t rollbacks = 0;
+};
+
+/// Train, checkpointing to OUT/checkpoint.pt, and save the final model to OUT
+/// (weights.pt + card.json). Throws DivergenceError if the run cannot be
+/// stabilised; a diverged model is never saved as final.
+TrainResult train(const TrainOptions& o);
+
+}  // namespace ebm

@@ -1,0 +1,449 @@
+#include "ebm/train.h"
+
+#include <torch/torch.h>
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "ebm/common.h"
+#include "ebm/data.h"
+#include "ebm/image_io.h"
+#include "ebm/models.h"
+#include "ebm/morphology.h"
+#include "ebm/progress.h"
+
+namespace ebm {
+
+// ---------------------------------------------------------------- replay buffer
+ReplayBuffer::ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen) {
+  TORCH_CHECK(capacity > 0, "replay buffer capacity must be > 0, got ", capacity);
+  shape.insert(shape.begin(), capacity);
+  data_ = torch::rand(shape, gen);
+}
+
+torch::Tensor ReplayBuffer::sample(int64_t n, double reinit, at::Generator& gen, torch::Tensor* idx) {
+  *idx = torch::randint(data_.size(0), {n}, gen, torch::kInt64);
+  auto x = data_.index_select(0, *idx);
+  auto fresh = torch::rand({n}, gen) < reinit;                        // [n]
+  auto noise = torch::rand(x.sizes(), gen);
+  return torch::where(fresh.view({n, 1, 1, 1}), noise, x);
+}
+
+void ReplayBuffer::update(const torch::Tensor& idx, const torch::Tensor& x) {
+  data_.index_copy_(0, idx, x.detach());
+}
+
+// ---------------------------------------------------------------- outliers
+torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen) {
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+  auto kind = torch::randint(6, {b}, gen, torch::kInt64);
+  auto out = x.clone();
+  auto flat = x.flatten(1);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t k = kind[i].item<int64_t>();
+    torch::Tensor o;
+    if (k == 0) {
+      o = flat[i].index_select(0, torch::randperm(h * w, gen, torch::kInt64)).view({1, h, w});
+    } else if (k == 1) {
+      const int64_t p = 7, gh = h / p, gw = w / p;
+      auto patches = x[i].view({1, gh, p, gw, p}).permute({1, 3, 0, 2, 4}).reshape({gh * gw, 1, p, p});
+      patches = patches.index_select(0, torch::randperm(gh * gw, gen, torch::kInt64));
+      o = patches.view({gh, gw, 1, p, p}).permute({2, 0, 3, 1, 4}).reshape({1, h, w});
+    } else if (k == 2) {
+      o = torch::avg_pool2d(x[i].unsqueeze(0), 9, 1, 4, /*ceil_mode=*/false, /*count_include_pad=*/false)[0];
+    } else if (k == 3) {
+      const int64_t j = torch::randint(b, {1}, gen, torch::kInt64).item<int64_t>();
+      o = 0.5 * x[i] + 0.5 * x[j];
+    } else if (k == 4) {
+      o = torch::rand({1, h, w}, gen);
+    } else {
+      o = 1.0 - x[i];
+    }
+    out[i].copy_(o);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- trainer
+namespace {
+
+bool is_pcd(const std::string& t) { return t == "ebm" || t == "jem" || t == "attribute"; }
+bool is_classifier_task(const std::string& t) {
+  return t == "clf" || t == "jem" || t == "attribute" || t == "energy-finetune";
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void set_lr(torch::optim::Adam& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+}
+
+torch::Tensor scalar(double v) { return torch::tensor({v}, torch::kFloat64); }
+
+double accuracy(Energy& m, const Dataset& d, int64_t n) {
+  torch::NoGradGuard ng;
+  n = std::min(n, d.size());
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; i += 500) {
+    const int64_t k = std::min<int64_t>(500, n - i);
+    auto pred = m.logits(d.images.narrow(0, i, k)).argmax(1);
+    correct += (pred == d.labels.narrow(0, i, k)).sum().item<int64_t>();
+  }
+  return n ? double(correct) / double(n) : 0.0;
+}
+
+struct Labels {
+  torch::Tensor y;          // [N] int64
+  int64_t num_classes = 0;
+  nlohmann::json info;      // what goes on the card
+};
+
+Labels make_labels(const TrainOptions& o, const Dataset& fit) {
+  Labels l;
+  if (o.task() == "attribute" && o.attribute() == "thickness") {
+    auto t = stroke_thickness(fit.images);
+    auto sorted = std::get<0>(t.sort());
+    const int64_t n = sorted.size(0);
+    const double lo = sorted[n / 3].item<double>(), hi = sorted[2 * n / 3].item<double>();
+    l.y = (t > lo).to(torch::kInt64) + (t > hi).to(torch::kInt64);
+    l.num_classes = 3;
+    l.info = {{"attribute", "thickness"},
+              {"classes", {"thin", "medium", "thick"}},
+              {"tercile_boundaries", {lo, hi}},
+              {"measure", "ebm::stroke_thickness (threshold 0.5)"}};
+    return l;
+  }
+  if (o.task() == "attribute" && o.attribute() != "digit")
+    throw UsageError("unknown attribute '" + o.attribute() + "' (use digit or thickness)");
+  if (is_classifier_task(o.task()) && !fit.labels.defined())
+    throw UsageError("task " + o.task() + " needs labels, and dataset '" + o.data() + "' has none");
+  if (fit.labels.defined()) {
+    l.y = fit.labels;
+    l.num_classes = fit.num_classes;
+    if (o.task() == "attribute") {
+      l.info = {{"attribute", "digit"}, {"classes", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}};
+    }
+  }
+  return l;
+}
+
+nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
+  if (!o.arch().is_null() && !o.arch().empty()) {
+    auto a = o.arch();
+    if (a.value("type", "") == "conv-classifier" && !a.contains("num_classes")) a["num_classes"] = num_classes;
+    return a;
+  }
+  if (is_classifier_task(o.task()))
+    return {{"type", "conv-classifier"}, {"width", 32}, {"num_classes", num_classes}};
+  return {{"type", "conv-ebm"}, {"width", 32}};
+}
+
+void validate(const TrainOptions& o) {
+  const std::vector<std::string> tasks{"clf", "ebm", "jem", "attribute", "dsm", "energy-finetune"};
+  if (std::find(tasks.begin(), tasks.end(), o.task()) == tasks.end())
+    throw UsageError("unknown task '" + o.task() + "' (use clf, ebm, jem, attribute, dsm or energy-finetune)");
+  if (o.out().empty()) throw UsageError("--out is required");
+  if (o.steps() <= 0) throw UsageError("--steps must be > 0, got " + std::to_string(o.steps()));
+  if (o.batch() <= 1) throw UsageError("--batch must be > 1, got " + std::to_string(o.batch()));
+  if (!(o.lr() > 0)) throw UsageError("--lr must be > 0, got " + std::to_string(o.lr()));
+  if (!(o.reinit() >= 0 && o.reinit() <= 1)) throw UsageError("--reinit must be in [0,1], got " + std::to_string(o.reinit()));
+  if (o.task() == "dsm" && o.dsm_sigmas().empty()) throw UsageError("--dsm-sigmas needs at least one value");
+  for (double s : o.dsm_sigmas())
+    if (!(s > 0)) throw UsageError("--dsm-sigmas values must be > 0, got " + std::to_string(s));
+  if (o.task() == "energy-finetune" && o.init().empty())
+    throw UsageError("task energy-finetune needs --init CLASSIFIER");
+}
+
+/// Everything a resumed run needs, saved atomically as one archive.
+struct Checkpoint {
+  static void save(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
+                   at::Generator& gen, int64_t step, double lr, int64_t rollbacks, double m_in, double m_out) {
+    torch::serialize::OutputArchive ar, mar, oar;
+    m.module()->save(mar);
+    opt.save(oar);
+    ar.write("model", mar);
+    ar.write("optim", oar);
+    if (buf) ar.write("buffer", buf->data());
+    ar.write("gen_state", gen.get_state());
+    ar.write("meta", torch::tensor({double(step), lr, double(rollbacks), m_in, m_out}, torch::kFloat64));
+    std::ostringstream os;
+    ar.save_to(os);
+    write_file_atomic(path, os.str());
+  }
+  static void load(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
+                   at::Generator& gen, int64_t* step, double* lr, int64_t* rollbacks, double* m_in, double* m_out) {
+    torch::serialize::InputArchive ar, mar, oar;
+    try {
+      ar.load_from(path);
+      ar.read("model", mar);
+      ar.read("optim", oar);
+      m.module()->load(mar);
+      opt.load(oar);
+      if (buf) ar.read("buffer", buf->data());
+      torch::Tensor st, meta;
+      ar.read("gen_state", st);
+      gen.set_state(st);
+      ar.read("meta", meta);
+      auto a = meta.accessor<double, 1>();
+      *step = int64_t(a[0]);
+      *lr = a[1];
+      *rollbacks = int64_t(a[2]);
+      *m_in = a[3];
+      *m_out = a[4];
+    } catch (const c10::Error& e) {
+      throw DataError("'" + path + "': cannot resume from this checkpoint: " +
+                      std::string(e.what_without_backtrace()).substr(0, 300));
+    }
+  }
+};
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o) {
+  validate(o);
+  const std::string& task = o.task();
+  const auto t0 = std::chrono::steady_clock::now();
+
+  DatasetOptions dopt;
+  dopt.split = "fit";
+  Dataset fit = load_dataset(o.data(), dopt);
+  Labels labels = make_labels(o, fit);
+
+  torch::manual_seed(o.seed());  // weight initialisation
+  std::shared_ptr<NativeModel> model;
+  if (task == "energy-finetune") {
+    auto init = std::dynamic_pointer_cast<NativeModel>(load_model(o.init()));
+    if (!init || init->num_classes() == 0)
+      throw UsageError("--init '" + o.init() + "' must be a native classifier model");
+    model = init;
+  } else {
+    model = std::make_shared<NativeModel>(default_arch(o, labels.num_classes));
+  }
+  model->set_training(true);
+  if (is_classifier_task(task) && model->num_classes() != labels.num_classes)
+    throw UsageError("model has " + std::to_string(model->num_classes()) + " classes but the labels have " +
+                     std::to_string(labels.num_classes));
+
+  torch::optim::Adam opt(model->parameters(),
+                         torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
+  auto gen = at::detail::createCPUGenerator(o.seed());
+  std::unique_ptr<ReplayBuffer> buffer;
+  if (is_pcd(task)) buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), std::vector<int64_t>{1, 28, 28}, gen);
+
+  if (!file_exists(o.out()) && ::mkdir(o.out().c_str(), 0755) != 0)
+    throw DataError("cannot create output folder '" + o.out() + "'");
+  const std::string ckpt = o.out() + "/checkpoint.pt";
+
+  int64_t step = 0, rollbacks = 0;
+  double lr = o.lr(), m_in = o.m_in(), m_out = o.m_out();
+  if (o.resume()) {
+    if (!file_exists(ckpt)) throw UsageError("--resume: no checkpoint at '" + ckpt + "'");
+    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &m_in, &m_out);
+    std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
+  } else if (task == "energy-finetune" && (std::isnan(m_in) || std::isnan(m_out))) {
+    // Margins from data (as the energy-OOD authors suggest): the initial
+    // model's mean energies on in-distribution and on synthetic outliers.
+    torch::NoGradGuard ng;
+    auto xs = fit.images.narrow(0, 0, std::min<int64_t>(1000, fit.size()));
+    const double ein = model->energy(xs).mean().item<double>();
+    const double eout = model->energy(synthesize_outliers(xs, gen)).mean().item<double>();
+    if (std::isnan(m_in)) m_in = ein;
+    if (std::isnan(m_out)) m_out = std::max(eout, ein + 1.0);
+    std::fprintf(stderr, "energy-finetune margins from data: m_in %.3f, m_out %.3f\n", m_in, m_out);
+  }
+  const int64_t start_step = step;
+
+  LangevinOptions sg;
+  sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
+
+  Progress bar("train " + task, o.steps());
+  double last_loss = 0, last_ep = 0, last_en = 0, last_acc = 0;
+  torch::Tensor last_neg;
+  while (step < o.steps()) {
+    const double warm = o.warmup() > 0 ? std::min(1.0, double(step + 1) / double(o.warmup())) : 1.0;
+    set_lr(opt, lr * warm);
+    auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
+    auto x = fit.images.index_select(0, idx);
+    if (o.data_noise() > 0) x = x + o.data_noise() * torch::randn(x.sizes(), gen);
+    torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
+
+    torch::Tensor loss, e_pos, e_neg;
+    torch::Tensor bidx, neg;
+    if (is_pcd(task) && (task == "ebm" || o.gen_weight() > 0)) {
+      auto start = buffer->sample(o.batch(), o.reinit(), gen, &bidx);
+      model->set_training(false);
+      auto r = langevin(*model, start, sg, {}, &gen);
+      model->set_training(true);
+      neg = r.x;
+      last_neg = neg;
+    }
+    if (task == "ebm") {
+      e_pos = model->energy(x);
+      e_neg = model->energy(neg);
+      loss = e_pos.mean() - e_neg.mean() + o.l2() * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+    } else if (task == "jem" || task == "attribute" || task == "clf") {
+      auto logits = model->logits(x);
+      loss = torch::nn::functional::cross_entropy(logits, y);
+      last_acc = (logits.argmax(1) == y).to(torch::kFloat32).mean().item<double>();
+      e_pos = free_energy(logits);
+      if (neg.defined()) {
+        e_neg = model->energy(neg);
+        loss = loss + o.gen_weight() * (e_pos.mean() - e_neg.mean() +
+                                        o.l2() * (e_pos.pow(2).mean() + e_neg.pow(2).mean()));
+      }
+    } else if (task == "dsm") {
+      auto sig_idx = torch::randint(int64_t(o.dsm_sigmas().size()), {o.batch()}, gen, torch::kInt64);
+      auto sig = torch::tensor(o.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx).view({-1, 1, 1, 1});
+      auto eps = torch::randn(x.sizes(), gen);
+      auto xt = (x + sig * eps).detach().requires_grad_(true);
+      e_pos = model->energy(xt);
+      auto g = torch::autograd::grad({e_pos.sum()}, {xt}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+      // sigma^2-weighted DSM: 0.5*|| sigma*grad E(x~) - eps ||^2 per image.
+      loss = 0.5 * (sig * g - eps).pow(2).flatten(1).sum(1).mean();
+    } else {  // energy-finetune
+      auto logits = model->logits(x);
+      auto xo = synthesize_outliers(x, gen);
+      e_pos = free_energy(logits);
+      e_neg = model->energy(xo);
+      loss = torch::nn::functional::cross_entropy(logits, y) +
+             o.ft_weight() * (torch::relu(e_pos - m_in).pow(2).mean() + torch::relu(m_out - e_neg).pow(2).mean());
+      last_acc = (logits.argmax(1) == y).to(torch::kFloat32).mean().item<double>();
+    }
+
+    // Divergence guard: non-finite loss or runaway energies roll back.
+    const double lv = loss.item<double>();
+    double emax = e_pos.defined() ? e_pos.abs().max().item<double>() : 0;
+    if (e_neg.defined()) emax = std::max(emax, e_neg.abs().max().item<double>());
+    if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit()) {
+      ++rollbacks;
+      std::fprintf(stderr, "\ndivergence at step %lld (loss %g, max |E| %g); rollback %lld/%lld\n",
+                   (long long)step, lv, emax, (long long)rollbacks, (long long)o.max_rollbacks());
+      if (rollbacks > o.max_rollbacks() || !file_exists(ckpt))
+        throw DivergenceError("training diverged at step " + std::to_string(step) +
+                              (file_exists(ckpt) ? " after " + std::to_string(o.max_rollbacks()) + " rollbacks"
+                                                 : " before the first checkpoint") +
+                              "; try a lower --lr, more --sgld-steps or a larger --l2. No final model was saved.");
+      int64_t rb = rollbacks;
+      double lr_saved;
+      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &m_in, &m_out);
+      lr = lr_saved * 0.5;
+      gen.set_current_seed(o.seed() + 7919 * uint64_t(rollbacks));  // a new path after the rollback
+      continue;
+    }
+
+    opt.zero_grad();
+    loss.backward();
+    if (o.clip_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm());
+    opt.step();
+    if (buffer && neg.defined()) buffer->update(bidx, neg);
+    ++step;
+
+    last_loss = lv;
+    last_ep = e_pos.defined() ? e_pos.mean().item<double>() : 0;
+    last_en = e_neg.defined() ? e_neg.mean().item<double>() : 0;
+    char status[160];
+    std::snprintf(status, sizeof status, "loss %.4f E+ %.3f E- %.3f%s", last_loss, last_ep, last_en,
+                  is_classifier_task(task) ? (" acc " + std::to_string(last_acc).substr(0, 5)).c_str() : "");
+    bar.update(step, status);
+
+    if (o.sample_every() > 0 && last_neg.defined() && step % o.sample_every() == 0) {
+      ::mkdir((o.out() + "/samples").c_str(), 0755);
+      char name[64];
+      std::snprintf(name, sizeof name, "/samples/step_%06lld.png", (long long)step);
+      write_png_grid(o.out() + name, last_neg.narrow(0, 0, std::min<int64_t>(64, last_neg.size(0))));
+    }
+    if (step % o.checkpoint_every() == 0 || step == o.steps() ||
+        (o.stop_after() >= 0 && step - start_step >= o.stop_after()))
+      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, m_in, m_out);
+    if (o.stop_after() >= 0 && step - start_step >= o.stop_after() && step < o.steps()) {
+      bar.finish("stopped early (--stop-after); resume with --resume");
+      TrainResult r;
+      r.steps = step;
+      r.rollbacks = rollbacks;
+      return r;
+    }
+  }
+  bar.finish(std::string("loss ") + std::to_string(last_loss));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // ------------------------------------------------------------ end-of-run metrics
+  model->set_training(false);
+  nlohmann::json metrics;
+  DatasetOptions topt;
+  topt.split = "test";
+  topt.n = o.eval_n();
+  Dataset test = load_dataset(o.data(), topt);
+  torch::Tensor test_y = test.labels;
+  if (task == "attribute" && o.attribute() == "thickness") {
+    auto t = stroke_thickness(test.images);
+    const double lo = labels.info["tercile_boundaries"][0], hi = labels.info["tercile_boundaries"][1];
+    test_y = (t > lo).to(torch::kInt64) + (t > hi).to(torch::kInt64);
+  }
+  if (model->num_classes() > 0 && test_y.defined()) {
+    Dataset t2 = test;
+    t2.labels = test_y;
+    metrics["test_accuracy"] = accuracy(*model, t2, o.eval_n());
+    metrics["test_n"] = test.size();
+  }
+  {
+    auto e_data = energy_batched(*model, test.images);
+    metrics["mean_energy_test"] = e_data.mean().item<double>();
+    auto g2 = at::detail::createCPUGenerator(o.seed() + 1);
+    auto noise = torch::rand({200, 1, 28, 28}, g2);
+    metrics["mean_energy_uniform_noise"] = energy_batched(*model, noise).mean().item<double>();
+    if (is_pcd(task)) {
+      auto r = langevin(*model, noise, LangevinOptions(sg).steps(60), {}, &g2);
+      metrics["mean_energy_samples"] = r.energy.mean().item<double>();
+      write_png_grid(o.out() + "/samples.png", r.x.narrow(0, 0, 64));
+    }
+    if (task == "dsm") {
+      // Tweedie denoising x^ = x~ - sigma^2 grad E(x~) at each training sigma.
+      auto x = test.images.narrow(0, 0, std::min<int64_t>(500, test.size()));
+      for (double s : o.dsm_sigmas()) {
+        auto xt = x + s * torch::randn(x.sizes(), g2);
+        auto xh = (xt - s * s * energy_grad(*model, xt)).clamp(0, 1);
+        auto psnr = [&](const torch::Tensor& a) {
+          return (10 * torch::log10(1.0 / (a - x).pow(2).flatten(1).mean(1))).mean().item<double>();
+        };
+        char key[64];
+        std::snprintf(key, sizeof key, "tweedie_psnr_sigma_%.2f", s);
+        metrics[key] = psnr(xh);
+        std::snprintf(key, sizeof key, "noisy_psnr_sigma_%.2f", s);
+        metrics[key] = psnr(xt.clamp(0, 1));
+      }
+    }
+  }
+
+  nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"beta1", o.beta1()},
+                      {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
+                      {"data_noise", o.data_noise()}};
+  if (is_pcd(task))
+    opts.update({{"buffer_size", o.buffer_size()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
+                 {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
+                 {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
+  if (task == "dsm") opts["dsm_sigmas"] = o.dsm_sigmas();
+  if (task == "energy-finetune")
+    opts.update({{"init", o.init()}, {"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},
+                 {"outliers", "pixel permutation, 7x7 patch shuffle, 9x9 box blur, 2-image mixture, "
+                              "uniform noise, contrast inversion (synthesised from the training batch)"}});
+  model->card = {{"task", task}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},
+                 {"seed", o.seed()}, {"steps", step}, {"wall_seconds", wall},
+                 {"images_per_second", wall > 0 ? double((step - start_step) * o.batch()) / wall : 0.0},
+                 {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts}, {"metrics", metrics},
+                 {"ebmkit_version", version()}};
+  if (!labels.info.is_null()) model->card["attribute"] = labels.info;
+  save_model(o.out(), *model);
+  TrainResult r;
+  r.card = model->card;
+  r.steps = step;
+  r.rollbacks = rollbacks;
+  return r;
+}
+
+}  // namespace ebm
