@@ -67,6 +67,23 @@ torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen) {
   return out;
 }
 
+// ---------------------------------------------------------------- losses
+torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, double alpha) {
+  return e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+}
+
+torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps) {
+  auto sig = sigma.view({-1, 1, 1, 1});
+  auto xt = (x + sig * eps).detach().requires_grad_(true);
+  auto en = e.energy(xt);
+  auto g = torch::autograd::grad({en.sum()}, {xt}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+  return 0.5 * (sig * g - eps).pow(2).flatten(1).sum(1).mean();
+}
+
+torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& e_out, double m_in, double m_out) {
+  return torch::relu(e_in - m_in).pow(2).mean() + torch::relu(m_out - e_out).pow(2).mean();
+}
+
 // ---------------------------------------------------------------- trainer
 namespace {
 
@@ -83,8 +100,6 @@ bool file_exists(const std::string& p) {
 void set_lr(torch::optim::Adam& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
 }
-
-torch::Tensor scalar(double v) { return torch::tensor({v}, torch::kFloat64); }
 
 double accuracy(Energy& m, const Dataset& d, int64_t n) {
   torch::NoGradGuard ng;
@@ -265,6 +280,7 @@ TrainResult train(const TrainOptions& o) {
   Progress bar("train " + task, o.steps());
   double last_loss = 0, last_ep = 0, last_en = 0, last_acc = 0;
   torch::Tensor last_neg;
+  bool faulted = false;
   while (step < o.steps()) {
     const double warm = o.warmup() > 0 ? std::min(1.0, double(step + 1) / double(o.warmup())) : 1.0;
     set_lr(opt, lr * warm);
@@ -286,7 +302,7 @@ TrainResult train(const TrainOptions& o) {
     if (task == "ebm") {
       e_pos = model->energy(x);
       e_neg = model->energy(neg);
-      loss = e_pos.mean() - e_neg.mean() + o.l2() * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
+      loss = pcd_loss(e_pos, e_neg, o.l2());
     } else if (task == "jem" || task == "attribute" || task == "clf") {
       auto logits = model->logits(x);
       loss = torch::nn::functional::cross_entropy(logits, y);
@@ -294,30 +310,28 @@ TrainResult train(const TrainOptions& o) {
       e_pos = free_energy(logits);
       if (neg.defined()) {
         e_neg = model->energy(neg);
-        loss = loss + o.gen_weight() * (e_pos.mean() - e_neg.mean() +
-                                        o.l2() * (e_pos.pow(2).mean() + e_neg.pow(2).mean()));
+        loss = loss + o.gen_weight() * pcd_loss(e_pos, e_neg, o.l2());
       }
     } else if (task == "dsm") {
       auto sig_idx = torch::randint(int64_t(o.dsm_sigmas().size()), {o.batch()}, gen, torch::kInt64);
-      auto sig = torch::tensor(o.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx).view({-1, 1, 1, 1});
+      auto sig = torch::tensor(o.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx);
       auto eps = torch::randn(x.sizes(), gen);
-      auto xt = (x + sig * eps).detach().requires_grad_(true);
-      e_pos = model->energy(xt);
-      auto g = torch::autograd::grad({e_pos.sum()}, {xt}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
-      // sigma^2-weighted DSM: 0.5*|| sigma*grad E(x~) - eps ||^2 per image.
-      loss = 0.5 * (sig * g - eps).pow(2).flatten(1).sum(1).mean();
+      loss = dsm_loss(*model, x, sig, eps);
     } else {  // energy-finetune
       auto logits = model->logits(x);
       auto xo = synthesize_outliers(x, gen);
       e_pos = free_energy(logits);
       e_neg = model->energy(xo);
-      loss = torch::nn::functional::cross_entropy(logits, y) +
-             o.ft_weight() * (torch::relu(e_pos - m_in).pow(2).mean() + torch::relu(m_out - e_neg).pow(2).mean());
+      loss = torch::nn::functional::cross_entropy(logits, y) + o.ft_weight() * energy_bound_loss(e_pos, e_neg, m_in, m_out);
       last_acc = (logits.argmax(1) == y).to(torch::kFloat32).mean().item<double>();
     }
 
     // Divergence guard: non-finite loss or runaway energies roll back.
-    const double lv = loss.item<double>();
+    double lv = loss.item<double>();
+    if (step == o.fault_step() && !faulted) {
+      lv = std::nan("");
+      faulted = true;
+    }
     double emax = e_pos.defined() ? e_pos.abs().max().item<double>() : 0;
     if (e_neg.defined()) emax = std::max(emax, e_neg.abs().max().item<double>());
     if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit()) {

@@ -15,7 +15,8 @@
 //   train  the whole training set             test  the whole test set
 //   fit    train minus val (what trainers use) val   a fixed 1-in-12 (fashion-mnist)
 //                                                    or 1-in-10 (mnist) slice of train,
-//                                                    stratified by label; never trained on
+//                                                    stratified by label (stratified_holdout);
+//                                                    never trained on
 #pragma once
 
 #include <torch/types.h>
@@ -52,8 +53,10 @@ struct DatasetOptions {
 /// unknown name and DataError when the files are missing or malformed.
 Dataset load_dataset(const std::string& name, const DatasetOptions& opts = {});
 
-/// Indices [N] (int64) of the split of a labelled set of `labels` [N]:
-/// stratified and deterministic; val/test take every k-th item of each class.
+/// Sorted indices (int64) of a stratified, deterministic holdout of `labels` [N]:
+/// items are grouped by class (stable order within a class) and every k-th item
+/// of that sequence is taken, so each class gets floor or ceil of n_c/k items and
+/// the total is exactly floor(N/k).
 torch::Tensor stratified_holdout(const torch::Tensor& labels, int64_t every_k);
 
 /// The names accepted by load_dataset, for --help texts.

@@ -87,6 +87,8 @@ struct TrainOptions {
   /// Divergence guard: |E| beyond this, or a non-finite loss, triggers a rollback.
   TORCH_ARG(double, energy_limit) = 1e4;
   TORCH_ARG(int64_t, max_rollbacks) = 3;
+  /// Fault injection for tests: treat the loss at this step as NaN, once (-1 = off).
+  TORCH_ARG(int64_t, fault_step) = -1;
   /// Images used for end-of-run metrics on the test split.
   TORCH_ARG(int64_t, eval_n) = 2000;
   /// The command line recorded on the card.
@@ -118,6 +120,22 @@ class ReplayBuffer {
 ///   4 uniform noise          (U(0,1) pixels)
 ///   5 inversion of contrast  (1 - x)
 torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen);
+
+// ---------------------------------------------------------------- losses
+// Each returns a scalar tensor, differentiable in its inputs.
+
+/// Contrastive divergence: mean(E+) - mean(E-) + alpha*(mean(E+^2) + mean(E-^2)).
+/// e_pos: [B] energies of data; e_neg: [B'] energies of negatives.
+torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, double alpha);
+
+/// sigma^2-weighted denoising score matching on x~ = x + sigma*eps:
+///   mean_b 0.5*|| sigma_b * grad_x E(x~_b) - eps_b ||^2   (sum over pixels).
+/// x, eps: [B,C,H,W]; sigma: [B] > 0. The graph is kept for the parameters.
+torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps);
+
+/// Energy-bounded loss of Liu et al. 2020 (without the CE term):
+///   mean(relu(e_in - m_in)^2) + mean(relu(m_out - e_out)^2).
+torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& e_out, double m_in, double m_out);
 
 struct TrainResult {
   nlohmann::json card;  // the saved model's card

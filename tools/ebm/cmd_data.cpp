@@ -4,6 +4,9 @@
 #include "cli.h"
 #include "ebm/common.h"
 #include "ebm/data.h"
+#include "ebm/image_io.h"
+
+#include <torch/torch.h>
 
 namespace ebm::cli {
 
@@ -42,6 +45,42 @@ void add_data(CLI::App& app, Action& run) {
         out.push_back(row);
       }
       write_json(c.json_out, out);
+      return 0;
+    };
+  });
+
+  auto* exp = data->add_subcommand("export", "Write images of a dataset split to a tensor file (optionally noisy)");
+  static std::string name = "fashion-mnist", split = "test", out, labels_out;
+  static int64_t n = 16;
+  static double sigma = 0.0;
+  static Common ec;
+  exp->add_option("--data", name, "Dataset name")->capture_default_str();
+  exp->add_option("--split", split, "train | fit | val | test")->capture_default_str();
+  exp->add_option("--n", n, "Number of images (first n of the split)")->capture_default_str()->check(CLI::PositiveNumber);
+  exp->add_option("--noise", sigma, "Add N(0, sigma^2) noise and clip to [0,1]")->capture_default_str();
+  exp->add_option("--out", out, "Output .npy/.idx/.png")->required();
+  exp->add_option("--labels", labels_out, "Also write the labels (.npy/.idx, uint8)");
+  add_common(exp, ec);
+  exp->callback([&run] {
+    run = [] {
+      apply_common(ec);
+      DatasetOptions o;
+      o.split = split;
+      o.n = n;
+      o.seed = ec.seed;
+      auto ds = load_dataset(name, o);
+      auto x = ds.images;
+      if (sigma > 0) {
+        auto gen = at::detail::createCPUGenerator(ec.seed);
+        x = (x + sigma * torch::randn(x.sizes(), gen)).clamp(0, 1);
+      }
+      write_tensor(out, x);
+      if (!labels_out.empty()) {
+        require(ds.labels.defined(), "dataset '" + name + "' has no labels");
+        write_tensor(labels_out, ds.labels.to(torch::kUInt8));
+      }
+      std::printf("wrote %lld images of %s/%s%s to %s\n", (long long)x.size(0), name.c_str(), split.c_str(),
+                  sigma > 0 ? (" with noise " + std::to_string(sigma)).c_str() : "", out.c_str());
       return 0;
     };
   });

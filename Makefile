@@ -1,0 +1,37 @@
+# Thin wrapper over scripts/ and CMake. Every target works from a fresh clone.
+BUILD   ?= build
+JOBS    ?= 2
+EBM_DATA ?= $(CURDIR)/data
+export EBM_DATA
+
+.PHONY: all setup build test demo bench zoo clean
+
+all: build
+
+## setup: install Debian packages, build, and install the datasets (idempotent)
+setup:
+	scripts/setup
+
+## build: configure and compile (ccache + a shared precompiled header)
+build:
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+## test: unit + CLI tests through ctest (a few minutes)
+test: setup build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+## demo: denoise, inpaint and sample on Fashion-MNIST; PNGs under out/demo/
+demo: setup build
+	scripts/demo
+
+## bench: benchmarks and peer comparisons (slow; never part of ctest)
+bench: setup build
+	scripts/bench
+
+## zoo: retrain every shipped model in models/ (hours on 2 cores)
+zoo: setup build
+	scripts/train-zoo
+
+clean:
+	rm -rf $(BUILD) out

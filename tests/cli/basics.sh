@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# End-to-end: the `ebm` CLI on real data, as a user runs it.
+# Usage: basics.sh PATH/TO/ebm REPO_ROOT
+set -uo pipefail
+EBM=$1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+check() {  # check DESCRIPTION EXPECTED_RC CMD...
+  local what=$1 want=$2; shift 2
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [ "$rc" != "$want" ]; then
+    echo "FAIL: $what: exit $rc, want $want"; sed 's/^/  | /' "$T/err" | head -5; fails=$((fails + 1))
+  else
+    echo "ok: $what"
+  fi
+}
+has() {  # has DESCRIPTION FILE PATTERN
+  if grep -q -- "$3" "$2"; then echo "ok: $1"; else echo "FAIL: $1 ('$3' not in $2)"; fails=$((fails + 1)); fi
+}
+
+check "--version" 0 "$EBM" --version
+has "--version names the BLAS" "$T/out" "BLAS: OpenBLAS"
+check "--help" 0 "$EBM" --help
+for c in "data fetch" "data list" "data export" info sample denoise inpaint train; do
+  # shellcheck disable=SC2086
+  check "$c --help" 0 "$EBM" $c --help
+done
+check "no subcommand is a usage error" 2 "$EBM"
+check "unknown flag is a usage error" 2 "$EBM" sample --model x --out y.png --bogus
+check "bad value is a usage error" 2 "$EBM" train --task nope --out "$T/m"
+check "missing model is a runtime error" 1 "$EBM" info --model "$T/none"
+has "errors are one clear line" "$T/err" "does not exist"
+[ "$(wc -l <"$T/err")" = 1 ] && echo "ok: one line" || { echo "FAIL: error spans lines"; fails=$((fails + 1)); }
+
+# A tiny model trained on real data, then every restoration path on it.
+check "train tiny dsm" 0 "$EBM" train --task dsm --data fashion-mnist --width 4 --steps 5 --batch 8 --eval-n 20 --out "$T/m" --threads 1 -q
+check "info --json -" 0 "$EBM" info --model "$T/m" --json -
+has "card has the command" "$T/out" '"command"'
+check "export noisy" 0 "$EBM" data export --data fashion-mnist --n 4 --noise 0.2 --out "$T/noisy.npy" --seed 3
+check "export clean png" 0 "$EBM" data export --data fashion-mnist --n 1 --out "$T/one.png"
+check "denoise fixed" 0 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --out "$T/den.npy" --steps 5 --threads 1
+check "denoise progressive to png" 0 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --out "$T/den.png" --schedule progressive --threads 1
+check "inpaint center" 0 "$EBM" inpaint --model "$T/m" --input "$T/noisy.npy" --mask center:10 --steps 5 --chains 2 --out "$T/inp.idx" --threads 1
+check "inpaint single png" 0 "$EBM" inpaint --model "$T/m" --input "$T/one.png" --mask half --steps 5 --out "$T/inp.png" --threads 1
+check "bad mask is a usage error" 2 "$EBM" inpaint --model "$T/m" --input "$T/noisy.npy" --mask center:99 --out "$T/x.npy"
+check "sample" 0 "$EBM" sample --model "$T/m" --n 4 --steps 3 --out "$T/s.png" --save "$T/s.npy" --threads 1 -q
+
+# A failing command leaves an existing output untouched.
+printf 'keep' >"$T/keep.npy"
+printf 'garbage' >"$T/bad.npy"
+check "corrupt input is a runtime error" 1 "$EBM" denoise --model "$T/m" --input "$T/bad.npy" --out "$T/keep.npy"
+has "existing output intact" "$T/keep.npy" "keep"
+has "error names the file" "$T/err" "bad.npy"
+
+# Same seed, same bytes.
+"$EBM" sample --model "$T/m" --n 2 --steps 3 --out "$T/a.png" --save "$T/a.npy" --seed 9 --threads 1 -q >/dev/null 2>&1
+"$EBM" sample --model "$T/m" --n 2 --steps 3 --out "$T/b.png" --save "$T/b.npy" --seed 9 --threads 1 -q >/dev/null 2>&1
+cmp -s "$T/a.npy" "$T/b.npy" && echo "ok: seed determinism" || { echo "FAIL: same seed differs"; fails=$((fails + 1)); }
+
+echo "cli basics: $fails failure(s)"
+[ "$fails" = 0 ]

@@ -1,0 +1,201 @@
+// Trainer tests: losses against hand values and finite differences, the
+// replay buffer, outlier synthesis, the thickness measure, a smoke run of
+// every task, divergence handling, and bit-exact resume.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "ebm/common.h"
+#include "ebm/data.h"
+#include "ebm/models.h"
+#include "ebm/morphology.h"
+#include "ebm/train.h"
+
+using namespace ebm;
+
+namespace {
+
+bool have_data() {
+  struct stat st;
+  return ::stat((data_dir() + "/mnist/images.idx").c_str(), &st) == 0;
+}
+
+std::string tmpdir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "ebm_train_" + name + "_" + std::to_string(::getpid());
+  std::system(("rm -rf '" + d + "'").c_str());
+  return d;
+}
+
+// E(x) = 0.5*||x - mu||^2 with a learnable scalar mu: a loss oracle.
+class ShiftEnergy : public Energy {
+ public:
+  torch::Tensor mu = torch::tensor(0.3, torch::dtype(torch::kFloat64).requires_grad(true));
+  torch::Tensor energy(const torch::Tensor& x) override { return 0.5 * (x - mu).pow(2).flatten(1).sum(1); }
+  std::string describe() const override { return "shift"; }
+};
+
+TrainOptions tiny(const std::string& task, const std::string& out) {
+  return TrainOptions()
+      .task(task)
+      .data("mnist")
+      .out(out)
+      .arch({{"type", task == "ebm" || task == "dsm" ? "conv-ebm" : "conv-classifier"}, {"width", 4}})
+      .steps(6)
+      .batch(8)
+      .sgld_steps(2)
+      .buffer_size(50)
+      .checkpoint_every(3)
+      .eval_n(40)
+      .seed(11);
+}
+
+std::vector<torch::Tensor> weights(const std::string& dir) {
+  auto m = std::dynamic_pointer_cast<NativeModel>(load_model(dir));
+  return m->parameters();
+}
+
+}  // namespace
+
+TEST(Losses, PcdHandValue) {
+  auto ep = torch::tensor({1.0, 3.0}), en = torch::tensor({2.0, 4.0, 6.0});
+  // mean(E+) = 2, mean(E-) = 4, mean(E+^2) = 5, mean(E-^2) = 56/3
+  const double want = 2 - 4 + 0.1 * (5 + 56.0 / 3);
+  EXPECT_NEAR(pcd_loss(ep, en, 0.1).item<double>(), want, 1e-6);
+}
+
+TEST(Losses, EnergyBoundHandValue) {
+  auto ein = torch::tensor({-30.0, -20.0}), eout = torch::tensor({-10.0, -2.0});
+  // m_in = -25: relu(-5)=0, relu(5)=5 -> mean(0,25) = 12.5
+  // m_out = -5: relu(5)=5, relu(-3)=0 -> mean(25,0) = 12.5
+  EXPECT_NEAR(energy_bound_loss(ein, eout, -25, -5).item<double>(), 25.0, 1e-9);
+}
+
+TEST(Losses, DsmMatchesAnalyticAndFiniteDifference) {
+  ShiftEnergy e;
+  auto x = torch::rand({3, 1, 2, 2}, torch::kFloat64);
+  auto eps = torch::randn({3, 1, 2, 2}, torch::kFloat64);
+  auto sig = torch::tensor({0.1, 0.2, 0.5}, torch::kFloat64);
+  // grad E(x~) = x~ - mu, so the loss is closed-form.
+  auto xt = x + sig.view({-1, 1, 1, 1}) * eps;
+  auto want = (0.5 * (sig.view({-1, 1, 1, 1}) * (xt - 0.3) - eps).pow(2).flatten(1).sum(1)).mean();
+  auto loss = dsm_loss(e, x, sig, eps);
+  EXPECT_NEAR(loss.item<double>(), want.item<double>(), 1e-12);
+  // d loss / d mu by autograd vs central differences.
+  auto g = torch::autograd::grad({loss}, {e.mu})[0].item<double>();
+  const double h = 1e-6;
+  auto at = [&](double m) {
+    ShiftEnergy f;
+    f.mu = torch::tensor(m, torch::kFloat64);
+    return dsm_loss(f, x, sig, eps).item<double>();
+  };
+  EXPECT_NEAR(g, (at(0.3 + h) - at(0.3 - h)) / (2 * h), 1e-6);
+}
+
+TEST(ReplayBuffer, ReinitFractionHonoured) {
+  auto gen = at::detail::createCPUGenerator(3);
+  ReplayBuffer buf(100, {1, 4, 4}, gen);
+  buf.data().fill_(2.0);  // marker: anything < 2 was freshly drawn from U(0,1)
+  torch::Tensor idx;
+  const int64_t n = 20000;
+  auto x = buf.sample(n, 0.05, gen, &idx);
+  const double frac = (x.flatten(1).select(1, 0) < 2.0).to(torch::kFloat64).mean().item<double>();
+  // Binomial(20000, 0.05): sd = sqrt(0.05*0.95/20000) = 0.00154; allow 4 sd.
+  EXPECT_NEAR(frac, 0.05, 4 * 0.00154);
+  buf.update(idx.narrow(0, 0, 5), torch::zeros({5, 1, 4, 4}));
+  EXPECT_EQ(buf.data().index_select(0, idx.narrow(0, 0, 5)).abs().sum().item<double>(), 0.0);
+}
+
+TEST(Outliers, ShapeRangeAndDeterminism) {
+  auto x = torch::rand({32, 1, 28, 28});
+  auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
+  auto a = synthesize_outliers(x, g1), b = synthesize_outliers(x, g2);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_EQ(a.sizes(), x.sizes());
+  EXPECT_GE(a.min().item<float>(), 0.f);
+  EXPECT_LE(a.max().item<float>(), 1.f);
+  EXPECT_FALSE(torch::allclose(a, x));
+}
+
+TEST(Thickness, SyntheticBarsOfKnownWidth) {
+  for (int w : {1, 3, 5, 7}) {
+    auto img = torch::zeros({1, 1, 28, 28});
+    img.narrow(2, 14 - w / 2, w).narrow(3, 4, 20).fill_(1.0);  // horizontal bar, w rows
+    EXPECT_NEAR(stroke_thickness(img)[0].item<float>(), w, 0.35) << "horizontal width " << w;
+    auto v = img.transpose(2, 3).contiguous();
+    EXPECT_NEAR(stroke_thickness(v)[0].item<float>(), w, 0.35) << "vertical width " << w;
+  }
+  EXPECT_EQ(stroke_thickness(torch::zeros({1, 1, 28, 28}))[0].item<float>(), 0.f);
+  // Monotone: a thicker stroke of the same shape measures thicker.
+  auto thin = torch::zeros({1, 1, 28, 28}), thick = torch::zeros({1, 1, 28, 28});
+  thin.narrow(2, 13, 2).narrow(3, 4, 20).fill_(1);
+  thick.narrow(2, 12, 4).narrow(3, 4, 20).fill_(1);
+  EXPECT_LT(stroke_thickness(thin)[0].item<float>(), stroke_thickness(thick)[0].item<float>());
+}
+
+TEST(Train, RejectsBadOptions) {
+  EXPECT_THROW(train(TrainOptions().task("nope").out("/tmp/x")), UsageError);
+  EXPECT_THROW(train(TrainOptions().task("ebm").out("")), UsageError);
+  EXPECT_THROW(train(TrainOptions().task("ebm").out("/tmp/x").steps(0)), UsageError);
+  EXPECT_THROW(train(TrainOptions().task("energy-finetune").out("/tmp/x")), UsageError);
+}
+
+TEST(Train, SmokeEveryTask) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  const std::string clf = tmpdir("clf");
+  for (std::string task : {"clf", "ebm", "jem", "dsm"}) {
+    const std::string out = task == "clf" ? clf : tmpdir(task);
+    auto r = train(tiny(task, out));
+    EXPECT_EQ(r.steps, 6) << task;
+    EXPECT_EQ(r.card["task"], task);
+    EXPECT_TRUE(r.card["metrics"].contains("mean_energy_test")) << task;
+    EXPECT_NO_THROW(load_model(out)) << task;
+  }
+  auto att = train(tiny("attribute", tmpdir("att")).attribute("thickness"));
+  EXPECT_EQ(att.card["attribute"]["classes"].size(), 3u);
+  auto ft = train(tiny("energy-finetune", tmpdir("ft")).init(clf).arch(nullptr));
+  EXPECT_TRUE(ft.card["options"].contains("m_in"));
+  EXPECT_TRUE(ft.card["metrics"].contains("test_accuracy"));
+}
+
+TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  const std::string out = tmpdir("div");
+  EXPECT_THROW(train(tiny("ebm", out).energy_limit(1e-12)), DivergenceError);
+  struct stat st;
+  EXPECT_NE(::stat((out + "/weights.pt").c_str(), &st), 0) << "a diverged model must not be saved";
+}
+
+TEST(Train, DivergenceRollsBackAndLowersLr) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  // A NaN loss injected at step 5 must roll back to the step-4 checkpoint,
+  // halve the learning rate, and still finish with a finite model.
+  auto r = train(tiny("ebm", tmpdir("rb")).steps(8).checkpoint_every(2).lr(1e-3).fault_step(5));
+  EXPECT_EQ(r.rollbacks, 1);
+  EXPECT_EQ(r.steps, 8);
+  EXPECT_DOUBLE_EQ(r.card["final_lr"].get<double>(), 5e-4);
+  // Twice past max_rollbacks = 0: the run stops with a clear error instead.
+  EXPECT_THROW(train(tiny("ebm", tmpdir("rb2")).steps(8).checkpoint_every(2).fault_step(5).max_rollbacks(0)),
+               DivergenceError);
+}
+
+TEST(Train, ResumeIsBitExact) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  const std::string full = tmpdir("full"), part = tmpdir("part");
+  train(tiny("jem", full).steps(8));
+  auto stopped = train(tiny("jem", part).steps(8).stop_after(5));
+  EXPECT_EQ(stopped.steps, 5);
+  EXPECT_TRUE(stopped.card.is_null());
+  train(tiny("jem", part).steps(8).resume(true));
+  auto a = weights(full), b = weights(part);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
