@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   cli::add_denoise(app, run);
   cli::add_inpaint(app, run);
   cli::add_train(app, run);
+  cli::add_ood(app, run);
 
   try {
     app.parse(argc, argv);
