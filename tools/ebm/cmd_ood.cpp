@@ -1,8 +1,231 @@
-// ebm ood eval | calibrate | predict  (being implemented; see issue 4)
+// ebm ood eval | calibrate | predict: OOD detection with a model's scores.
+// Thin: parse, call the library (ebm/ood.h, ebm/metrics.h), report.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <torch/torch.h>
+
 #include "cli.h"
+#include "ebm/data.h"
+#include "ebm/image_io.h"
+#include "ebm/models.h"
+#include "ebm/ood.h"
 
 namespace ebm::cli {
 
-void add_ood(CLI::App& app, Action& run) {}
+namespace {
+
+const char* kScoreHelp =
+    "Scores (all: higher = more OOD):\n"
+    "  energy     the model's energy; for a classifier the free energy -T*logsumexp(logits/T)\n"
+    "  msp        minus the max softmax probability (classifiers only; Hendrycks & Gimpel)\n"
+    "  maxlogit   minus the max logit (classifiers only)\n"
+    "  grad-norm  L2 norm of grad_x E(x) per image (JEM-style; needs autograd, slower)\n"
+    "  all        every score that applies to the model, side by side\n";
+
+// The model card's default score ("energy" when the card names none).
+std::string default_score(const std::string& model) { return load_card(model).value("default_score", "energy"); }
+// The temperature: the flag when given, else the card's, else 1.
+double pick_temperature(double flag, const std::string& model) {
+  if (!std::isnan(flag)) return flag;
+  const json card = load_card(model);
+  return card.contains("temperature") && card["temperature"].is_number() ? card["temperature"].get<double>() : 1.0;
+}
+
+void add_eval(CLI::App* ood, Action& run) {
+  auto* sub = ood->add_subcommand(
+      "eval",
+      "Evaluate OOD detection: score the in-distribution TEST split and each OOD set,\n"
+      "print AUROC, AUPR-In, AUPR-Out, FPR95 and n per OOD set plus a mean row.");
+  static std::string model, in, score, md, csv, plots;
+  static std::vector<std::string> oods;
+  static double temperature = std::nan("");
+  static int64_t n_in = -1, n_ood = -1, batch = 256, bootstrap = 0;
+  static Common c;
+  sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
+  sub->add_option("--in", in, "In-distribution dataset; its test split is used (never train/val)")->required();
+  sub->add_option("--ood", oods, "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
+      ->required()
+      ->delimiter(',');
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | all, or a comma list (default: the model card's default_score, else energy)");
+  sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--n-in", n_in, "At most N in-distribution test images (-1 = all)")->capture_default_str();
+  sub->add_option("--n-ood", n_ood, "At most N images per OOD set (-1 = all; synthetic sets: 2000)")->capture_default_str();
+  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--bootstrap", bootstrap, "Bootstrap resamples for 95% confidence intervals (0 = none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--markdown", md, "Also write the table(s) as Markdown");
+  sub->add_option("--csv", csv, "Also write a long-format CSV (one row per score and OOD set)");
+  sub->add_option("--plots", plots, "Write PNG score histograms (in vs each OOD) and ROC curves into DIR");
+  add_common(sub, c, true);
+  sub->footer(std::string(kScoreHelp) +
+              "\nMetrics (see include/ebm/metrics.h; validated against scikit-learn):\n"
+              "  AUROC     P(OOD scores higher than in-distribution), ties count half\n"
+              "  AUPR-In   average precision with in-distribution positive; AUPR-Out with OOD positive\n"
+              "  FPR95     fraction of OOD accepted at the threshold that accepts 95% of in-distribution\n"
+              "            (positive = in-distribution; Hendrycks/Liu, not OpenOOD's convention)\n"
+              "AUPR depends on the in:OOD ratio, so n is reported per set. --seed fixes the synthetic sets\n"
+              "(gaussian, uniform, constant) and the bootstrap.\n\n"
+              "JSON (--json): {\"score\",\"in\",\"n_in\",\"ood\":[{\"name\",\"n\",\"auroc\",\"aupr_in\",\"aupr_out\",\"fpr95\",...}],\n"
+              "                \"classifier\":{\"accuracy\"}}; with several scores {\"scores\":[one report per score]}.\n\n"
+              "Example:\n"
+              "  ebm ood eval --model models/fmnist-ood --in fashion-mnist \\\n"
+              "      --ood mnist,gaussian,uniform,constant,vflip:fashion-mnist,invert:fashion-mnist \\\n"
+              "      --score all --json ood.json --markdown ood.md --plots ood-plots\n");
+  sub->callback([&run] {
+    run = [] {
+      apply_common(c);
+      auto e = load_model(model);
+      const std::string spec = score.empty() ? default_score(model) : score;
+      auto o = OodEvalOptions()
+                   .in(in)
+                   .ood(oods)
+                   .scores(parse_scores(spec, *e))
+                   .temperature(pick_temperature(temperature, model))
+                   .n_in(n_in)
+                   .n_ood(n_ood)
+                   .seed(c.seed)
+                   .batch(batch)
+                   .bootstrap(bootstrap)
+                   .progress(!c.quiet);
+      const auto reports = evaluate_ood(*e, o);
+      json j = reports_json(reports);
+      j["model"] = model;
+      j["command"] = command_line();
+      // Side outputs first, so that a failure leaves no JSON claiming success.
+      if (!plots.empty()) {
+        const auto paths = write_ood_plots(reports, plots);
+        std::fprintf(stderr, "wrote %zu plot(s) to %s/\n", paths.size(), plots.c_str());
+      }
+      if (!md.empty()) write_file_atomic(md, format_markdown(reports));
+      if (!csv.empty()) write_file_atomic(csv, format_csv(reports));
+      write_json(c.json_out, j);
+      const std::string table = format_table(reports);
+      // `--json -` keeps stdout pure JSON; the table then goes to stderr.
+      std::FILE* to = c.json_out == "-" ? stderr : stdout;
+      std::fputs(table.c_str(), to);
+      std::fflush(to);
+      return 0;
+    };
+  });
+}
+
+void add_calibrate(CLI::App* ood, Action& run) {
+  auto* sub = ood->add_subcommand(
+      "calibrate",
+      "Fit a decision threshold on the in-distribution VALIDATION split (held out from\n"
+      "training; never the test split) and save a detector for `ebm ood predict`.");
+  static std::string model, in, out, score;
+  static double percentile = 95.0, temperature = std::nan("");
+  static int64_t n = -1, batch = 256;
+  static Common c;
+  sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
+  sub->add_option("--in", in, "In-distribution dataset: its validation split is scored (a file path is used whole)")->required();
+  sub->add_option("--percentile", percentile, "Share (%) of validation images accepted as in-distribution")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--out", out, "Detector JSON to write")->required();
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm (default: the card's default_score, else energy)");
+  sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--n", n, "At most N validation images (-1 = all)")->capture_default_str();
+  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  add_common(sub, c);
+  sub->footer(std::string(kScoreHelp) +
+              "\nThe threshold t is the k-th smallest of the n sorted validation scores, k = ceil(p/100*n):\n"
+              "an image is OOD when its score > t, so at least p% of validation images are accepted and\n"
+              "about (100-p)% of fresh in-distribution images are flagged. The sorted validation scores are\n"
+              "stored, so predictions carry the conformal p-value (1 + #{val >= score}) / (n + 1).\n"
+              "The detector records the model path and hash; predict refuses any other model.\n\n"
+              "Example:\n"
+              "  ebm ood calibrate --model models/fmnist-ood --in fashion-mnist --percentile 95 \\\n"
+              "      --out models/fmnist-ood.detector.json\n");
+  sub->callback([&run] {
+    run = [] {
+      apply_common(c);
+      auto o = CalibrateOptions()
+                   .in(in)
+                   .score(score.empty() ? default_score(model) : score)
+                   .temperature(pick_temperature(temperature, model))
+                   .percentile(percentile)
+                   .n(n)
+                   .batch(batch)
+                   .progress(!c.quiet);
+      Detector d = calibrate_model(model, o);
+      json j = d.to_json();
+      j["command"] = command_line();
+      write_file_atomic(out, j.dump(1) + "\n");
+      int64_t accepted = 0;
+      for (double v : d.val_scores) accepted += !d.is_ood(v);
+      std::printf("detector: score %s, threshold %.6g (OOD if score > threshold); accepts %lld of %lld %s %s images (%.2f%%) -> %s\n",
+                  d.score.c_str(), d.threshold, (long long)accepted, (long long)d.n_val(), d.in.c_str(),
+                  d.split.c_str(), 100.0 * accepted / d.n_val(), out.c_str());
+      return 0;
+    };
+  });
+}
+
+void add_predict(CLI::App* ood, Action& run) {
+  auto* sub = ood->add_subcommand(
+      "predict",
+      "Flag images as OOD with a calibrated detector. Prints one JSON line per image:\n"
+      "{\"index\",\"energy\",\"ood\",\"p_value\",\"score\"}; \"energy\" is the value of the detector's score.");
+  static std::string detector, input, model;
+  static int64_t batch = 256;
+  static Common c;
+  sub->add_option("--detector", detector, "Detector JSON from `ebm ood calibrate`")->required()->check(CLI::ExistingFile);
+  sub->add_option("--input", input, "Images (.idx/.npy/.png), pixels in [0,1] (uint8 files are divided by 255)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("--model", model, "Use this model file instead of the recorded one (must have the same hash)");
+  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  add_common(sub, c);
+  sub->footer(
+      "ood is true when the score exceeds the detector's threshold; p_value = (1 + #{val >= score}) / (n_val + 1)\n"
+      "is the chance that an in-distribution image scores at least this high (small = OOD-like).\n"
+      "The model is the one recorded in the detector (a relative path is also tried next to the detector\n"
+      "file); a model whose weights hash differs is refused.\n\n"
+      "Example:\n"
+      "  ebm ood predict --detector models/fmnist-ood.detector.json --input images.npy\n");
+  sub->callback([&run] {
+    run = [] {
+      apply_common(c);
+      const Detector d = Detector::load(detector);
+      const std::string path = detector_model_path(d, detector, model);
+      check_model(d, path);
+      auto e = load_model(path);
+      const auto x = read_images(input);
+      const auto preds = predict(d, *e, x, batch);
+      int64_t flagged = 0;
+      std::string out;
+      for (const auto& p : preds) {
+        flagged += p.ood;
+        out += p.to_json(d.score).dump() + "\n";
+      }
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      std::fflush(stdout);
+      if (!c.quiet)
+        std::fprintf(stderr, "%lld of %zu image(s) flagged OOD (score %s > %.6g)\n", (long long)flagged,
+                     preds.size(), d.score.c_str(), d.threshold);
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void add_ood(CLI::App& app, Action& run) {
+  auto* ood = app.add_subcommand(
+      "ood",
+      "Out-of-distribution detection: evaluate scores (eval), fit a threshold (calibrate),\n"
+      "flag new images (predict). Run `ebm ood <eval|calibrate|predict> --help`.");
+  ood->require_subcommand(1);
+  add_eval(ood, run);
+  add_calibrate(ood, run);
+  add_predict(ood, run);
+}
 
 }  // namespace ebm::cli

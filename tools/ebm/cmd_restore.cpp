@@ -11,11 +11,12 @@
 namespace ebm::cli {
 
 void add_denoise(CLI::App& app, Action& run) {
-  auto* sub = app.add_subcommand(
-      "denoise",
-      "Denoise images: argmin_x E(x) + lambda*||x - y||^2 by gradient steps.\n"
+  auto* sub = app.add_subcommand("denoise", "Denoise images: argmin_x E(x) + lambda*||x - y||^2");
+  sub->footer(
+      "Gradient steps x <- clamp(x - step*(grad E(x) + 2*lambda*(x - y)), 0, 1).\n"
       "--schedule fixed is the reference denoise_with_ebm; progressive runs 50 steps\n"
-      "at each data weight 1, 0.5, 0.25, 0.1 (the reference progressive_denoising).");
+      "at each data weight 1, 0.5, 0.25, 0.1 (the reference progressive_denoising).\n\n"
+      "Example: ebm denoise --model models/fmnist-dsm --input noisy.npy --out clean.png");
   static std::string model, input, out, schedule = "fixed";
   static DenoiseOptions o;
   static int64_t steps = 100;

@@ -8,9 +8,9 @@
 namespace ebm::cli {
 
 void add_train(CLI::App& app, Action& run) {
-  auto* sub = app.add_subcommand(
-      "train",
-      "Train a model. Tasks:\n"
+  auto* sub = app.add_subcommand("train", "Train a model (clf, ebm, jem, attribute, dsm, energy-finetune)");
+  sub->footer(
+      "Tasks:\n"
       "  clf              cross-entropy classifier\n"
       "  ebm              unconditional EBM, persistent contrastive divergence + replay buffer\n"
       "  jem              JEM hybrid: cross-entropy + PCD on E(x) = -logsumexp f(x)\n"
@@ -18,7 +18,11 @@ void add_train(CLI::App& app, Action& run) {
       "  dsm              denoising score matching at --dsm-sigmas (the restoration prior)\n"
       "  energy-finetune  energy-bounded fine-tuning of --init with synthetic outliers\n"
       "Training uses the dataset's 'fit' split; val and test are never trained on.\n"
-      "Checkpoints go to MODEL/checkpoint.pt (atomic); --resume continues bit-exactly.");
+      "Checkpoints go to MODEL/checkpoint.pt (atomic); --resume continues bit-exactly.\n"
+      "Every run ends by saving MODEL/weights.pt and MODEL/card.json (command, seed,\n"
+      "wall time, images/s, metrics on the test split). A run whose energies blow up\n"
+      "rolls back to its last checkpoint with half the learning rate.\n\n"
+      "Example: ebm train --task dsm --data fashion-mnist --steps 3000 --out models/my-dsm");
   static TrainOptions o;
   static std::string task = "ebm", data = "fashion-mnist", out, arch_type, attribute = "digit", init, activation;
   static int64_t width = 0, steps = 2000, batch = 64, warmup = 0, buffer = 10000, sgld_steps = 20,
