@@ -480,15 +480,25 @@ struct Canvas {
     for (int64_t y = std::min(y0, y1); y <= std::max(y0, y1); ++y)
       for (int64_t x = std::min(x0, x1); x <= std::max(x0, x1); ++x) set(x, y, v);
   }
-  // Line of thickness t; dash = {on, off} pixels along the line (0 = solid).
+  // Line of thickness t; dash = {on, off} pixels along the line (on = 0: solid).
   void line(double x0, double y0, double x1, double y1, float v, int t = 1, int on = 0, int off = 0) {
-    const double len = std::hypot(x1 - x0, y1 - y0);
-    const int64_t steps = std::max<int64_t>(1, int64_t(std::ceil(len * 2)));
-    for (int64_t i = 0; i <= steps; ++i) {
-      const double a = double(i) / steps;
-      if (on > 0 && int64_t(a * len) % (on + off) >= on) continue;
-      const int64_t x = std::lround(x0 + a * (x1 - x0)), y = std::lround(y0 + a * (y1 - y0));
-      rect(x - (t - 1) / 2, y - (t - 1) / 2, x + t / 2, y + t / 2, v);
+    polyline({{x0, y0}, {x1, y1}}, v, t, on, off);
+  }
+  // Connected segments with one continuous dash pattern along their length.
+  void polyline(const std::vector<std::pair<double, double>>& pts, float v, int t = 1, int on = 0, int off = 0) {
+    double walked = 0;
+    for (size_t i = 1; i < pts.size(); ++i) {
+      const auto [x0, y0] = pts[i - 1];
+      const auto [x1, y1] = pts[i];
+      const double len = std::hypot(x1 - x0, y1 - y0);
+      const int64_t steps = std::max<int64_t>(1, int64_t(std::ceil(len * 2)));
+      for (int64_t k = 0; k <= steps; ++k) {
+        const double a = double(k) / steps;
+        if (on > 0 && std::fmod(walked + a * len, double(on + off)) >= on) continue;
+        const int64_t x = std::lround(x0 + a * (x1 - x0)), y = std::lround(y0 + a * (y1 - y0));
+        rect(x - (t - 1) / 2, y - (t - 1) / 2, x + t / 2, y + t / 2, v);
+      }
+      walked += len;
     }
   }
   // Text with its top-left corner at (x, y); returns the width drawn.
@@ -544,7 +554,7 @@ void mkdir_p(const std::string& dir) {
 
 // Histogram of in-distribution (filled grey) vs one OOD set (black outline).
 void plot_hist(const OodReport& r, const OodSetResult& o, const std::string& path) {
-  const int64_t W = 720, H = 420, L = 60, R = 20, T = 56, B = 62;
+  const int64_t W = 720, H = 440, L = 64, R = 20, T = 66, B = 62;
   const int64_t pw = W - L - R, ph = H - T - B;
   Canvas c(W, H);
   const auto vin = to_vector(r.in_scores), vout = to_vector(o.scores);
@@ -590,7 +600,11 @@ void plot_hist(const OodReport& r, const OodSetResult& o, const std::string& pat
       const double t = roc.thresholds[i];
       if (t >= lo && t <= hi) {
         c.line(X(t), T, X(t), T + ph, 0.35f, 1, 6, 4);
-        c.text(std::lround(X(t)) + 4, T + 4, "95% IN", 1, 0.35f);
+        const std::string lab = "95% IN ACCEPTED";
+        const int64_t tx = std::lround(X(t)) + 4 + Canvas::text_width(lab) <= L + pw
+                               ? std::lround(X(t)) + 4
+                               : std::lround(X(t)) - 4 - Canvas::text_width(lab);
+        c.text(tx, T + 4, lab, 1, 0.35f);
       }
       break;
     }
@@ -606,7 +620,9 @@ void plot_hist(const OodReport& r, const OodSetResult& o, const std::string& pat
     const double f = ymax * k / 4.0;
     const int64_t y = std::lround(Y(f));
     c.line(L - 4, y, L, y, 0.0f);
-    const std::string fs = short_num(f);
+    char fb[32];
+    std::snprintf(fb, sizeof fb, "%.3g", f);
+    const std::string fs = fb;
     c.text(L - 6 - Canvas::text_width(fs), y - 3, fs);
   }
   const std::string xl = r.score + " (higher = more OOD)";
@@ -614,63 +630,63 @@ void plot_hist(const OodReport& r, const OodSetResult& o, const std::string& pat
   c.text(6, T - 14, "FRACTION PER BIN");
   const std::string title = r.score + ": " + r.in + " vs " + o.name + "   AUROC " + fmt("%.4f", o.metrics.auroc) +
                             "   FPR95 " + fmt("%.4f", o.metrics.fpr95);
-  c.text(L, 10, title, 1);
-  // Legend.
-  const int64_t lx = W - R - 250, ly = T + 8;
-  c.rect(lx, ly, lx + 18, ly + 8, 0.72f);
-  c.text(lx + 26, ly + 1, "IN " + r.in + " (" + std::to_string(r.n_in) + ")");
-  c.line(lx, ly + 20, lx + 18, ly + 20, 0.0f, 2);
-  c.text(lx + 26, ly + 17, "OOD " + o.name + " (" + std::to_string(o.n) + ")");
+  c.text(L, 8, title, 1);
+  // Legend, above the plot.
+  const int64_t ly = 28;
+  c.rect(L, ly, L + 18, ly + 8, 0.72f);
+  const int64_t w1 = c.text(L + 26, ly + 1, "IN " + r.in + " TEST (" + std::to_string(r.n_in) + ")");
+  const int64_t lx = L + 26 + w1 + 30;
+  c.line(lx, ly + 4, lx + 18, ly + 4, 0.0f, 2);
+  c.text(lx + 26, ly + 1, "OOD " + o.name + " (" + std::to_string(o.n) + ")");
   c.save(path);
 }
 
-// ROC curves (in-distribution positive) of every OOD set for one score.
+// ROC curves (in-distribution positive) for one score: one panel per OOD
+// set (small multiples read better than overlaid grey curves).
 void plot_roc(const OodReport& r, const std::string& path) {
-  const int64_t W = 560, H = 560, L = 60, R = 20, T = 40, B = 60;
-  const int64_t pw = W - L - R, ph = H - T - B;
-  Canvas c(W, H);
-  auto X = [&](double f) { return L + f * pw; };
-  auto Y = [&](double t) { return T + ph - t * ph; };
-  // Grid, chance diagonal and the tpr = 0.95 line.
-  for (int k = 1; k < 4; ++k) {
-    c.line(X(k / 4.0), T, X(k / 4.0), T + ph, 0.88f);
-    c.line(L, Y(k / 4.0), L + pw, Y(k / 4.0), 0.88f);
-  }
-  c.line(X(0), Y(0), X(1), Y(1), 0.6f, 1, 3, 5);
-  c.line(L, Y(0.95), L + pw, Y(0.95), 0.45f, 1, 6, 4);
-  c.text(L + pw - Canvas::text_width("TPR 0.95") - 4, std::lround(Y(0.95)) + 4, "TPR 0.95", 1, 0.45f);
-  struct Style {
-    float v;
-    int on, off;
-  };
-  const Style styles[] = {{0.0f, 0, 0}, {0.0f, 10, 5}, {0.45f, 0, 0}, {0.0f, 3, 4}, {0.45f, 10, 5}, {0.45f, 3, 4}};
-  for (size_t j = 0; j < r.ood.size(); ++j) {
+  const int64_t n = int64_t(r.ood.size()), cols = std::min<int64_t>(3, n), rows = (n + cols - 1) / cols;
+  const int64_t P = 240, ML = 56, MR = 24, MT = 44, MB = 40, top = 46;
+  const int64_t cw = ML + P + MR, ch = MT + P + MB;
+  Canvas c(std::max<int64_t>(cols * cw, 560), top + rows * ch);
+  c.text(10, 8, "ROC " + r.score + ", IN " + r.in + " (" + std::to_string(r.n_in) + " TEST IMAGES), IN-DISTRIBUTION POSITIVE");
+  c.text(10, 24, "X = OOD ACCEPTED (FPR), Y = IN ACCEPTED (TPR). DASHED: TPR 0.95, WHERE FPR95 IS READ (SQUARE)", 1, 0.3f);
+  const auto vin = to_vector(r.in_scores);
+  for (int64_t j = 0; j < n; ++j) {
     const auto& o = r.ood[j];
-    const Style st = styles[j % 6];
-    const auto roc = ood_roc_curve(to_vector(r.in_scores), to_vector(o.scores));
-    for (size_t i = 1; i < roc.fpr.size(); ++i)
-      c.line(X(roc.fpr[i - 1]), Y(roc.tpr[i - 1]), X(roc.fpr[i]), Y(roc.tpr[i]), st.v, 2, st.on, st.off);
-    // Legend entry, bottom right.
-    const int64_t ly = T + ph - 16 * int64_t(r.ood.size() - j) - 6, lx = L + pw - 300;
-    c.rect(lx - 4, ly - 5, L + pw - 4, ly + 10, 1.0f);
-    c.line(lx, ly + 2, lx + 30, ly + 2, st.v, 2, st.on ? st.on / 2 + 1 : 0, st.off ? st.off / 2 + 1 : 0);
-    c.text(lx + 38, ly - 1, o.name + "  AUROC " + fmt("%.4f", o.metrics.auroc) + "  FPR95 " + fmt("%.3f", o.metrics.fpr95));
+    const int64_t ox = (j % cols) * cw + ML, oy = top + (j / cols) * ch + MT;
+    auto X = [&](double f) { return ox + f * P; };
+    auto Y = [&](double t) { return oy + P - t * P; };
+    c.text(ox, oy - 34, o.name + " (" + std::to_string(o.n) + ")");
+    c.text(ox, oy - 20, "AUROC " + fmt("%.4f", o.metrics.auroc) + "  FPR95 " + fmt("%.4f", o.metrics.fpr95), 1, 0.3f);
+    for (int k = 1; k < 4; ++k) {
+      c.line(X(k / 4.0), oy, X(k / 4.0), oy + P, 0.9f);
+      c.line(ox, Y(k / 4.0), ox + P, Y(k / 4.0), 0.9f);
+    }
+    c.polyline({{X(0), Y(0)}, {X(1), Y(1)}}, 0.6f, 1, 2, 4);
+    c.polyline({{X(0), Y(0.95)}, {X(1), Y(0.95)}}, 0.4f, 1, 6, 4);
+    const auto roc = ood_roc_curve(vin, to_vector(o.scores));
+    std::vector<std::pair<double, double>> pts;
+    for (size_t i = 0; i < roc.fpr.size(); ++i) pts.emplace_back(X(roc.fpr[i]), Y(roc.tpr[i]));
+    c.polyline(pts, 0.0f, 2);
+    for (size_t i = 0; i < roc.tpr.size(); ++i)
+      if (roc.tpr[i] >= 0.95) {
+        const int64_t mx = std::lround(X(roc.fpr[i])), my = std::lround(Y(roc.tpr[i]));
+        c.rect(mx - 3, my - 3, mx + 3, my + 3, 0.0f);
+        break;
+      }
+    c.line(ox, oy, ox + P, oy, 0.0f);
+    c.line(ox, oy + P, ox + P, oy + P, 0.0f);
+    c.line(ox, oy, ox, oy + P, 0.0f);
+    c.line(ox + P, oy, ox + P, oy + P, 0.0f);
+    for (int k = 0; k <= 2; ++k) {
+      const std::string s = fmt("%.1f", k / 2.0);
+      c.line(X(k / 2.0), oy + P, X(k / 2.0), oy + P + 3, 0.0f);
+      c.text(std::lround(X(k / 2.0)) - Canvas::text_width(s) / 2, oy + P + 7, s);
+      c.line(ox - 3, Y(k / 2.0), ox, Y(k / 2.0), 0.0f);
+      c.text(ox - 6 - Canvas::text_width(s), std::lround(Y(k / 2.0)) - 3, s);
+    }
+    c.text(ox + P / 2 - Canvas::text_width("OOD ACCEPTED") / 2, oy + P + 20, "OOD ACCEPTED", 1, 0.3f);
   }
-  c.rect(L, T, L + pw, T, 0.0f);
-  c.line(L, T + ph, L + pw, T + ph, 0.0f);
-  c.line(L, T, L, T + ph, 0.0f);
-  c.line(L + pw, T, L + pw, T + ph, 0.0f);
-  for (int k = 0; k <= 4; ++k) {
-    const std::string s = fmt("%.2f", k / 4.0);
-    c.line(X(k / 4.0), T + ph, X(k / 4.0), T + ph + 4, 0.0f);
-    c.text(std::lround(X(k / 4.0)) - Canvas::text_width(s) / 2, T + ph + 8, s);
-    c.line(L - 4, Y(k / 4.0), L, Y(k / 4.0), 0.0f);
-    c.text(L - 8 - Canvas::text_width(s), std::lround(Y(k / 4.0)) - 3, s);
-  }
-  const std::string xl = "OOD ACCEPTED (FPR)";
-  c.text(L + pw / 2 - Canvas::text_width(xl) / 2, H - 24, xl);
-  c.text(6, T - 14, "IN ACCEPTED (TPR)");
-  c.text(L, 8, "ROC " + r.score + ", IN " + r.in + " (" + std::to_string(r.n_in) + ")");
   c.save(path);
 }
 

@@ -128,7 +128,7 @@ void add_calibrate(CLI::App* ood, Action& run) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", out, "Detector JSON to write")->required();
-  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm (default: the card's default_score, else energy)");
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm (default: the card's default_score, its first if several, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--n", n, "At most N validation images (-1 = all)")->capture_default_str();
@@ -146,9 +146,11 @@ void add_calibrate(CLI::App* ood, Action& run) {
   sub->callback([&run] {
     run = [] {
       apply_common(c);
+      // Without --score: the card's default score (the first one, if it names several or "all").
+      const std::string s = !score.empty() ? score : parse_scores(default_score(model), *load_model(model)).front();
       auto o = CalibrateOptions()
                    .in(in)
-                   .score(score.empty() ? default_score(model) : score)
+                   .score(s)
                    .temperature(pick_temperature(temperature, model))
                    .percentile(percentile)
                    .n(n)
