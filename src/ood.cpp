@@ -33,11 +33,13 @@ std::vector<std::string> scores_for(const Energy& e) {
   return {"energy", "grad-norm"};
 }
 
+std::string canonical_score(const std::string& score) { return score == "free-energy" ? "energy" : score; }
+
 void check_score(const std::string& score, const Energy& e) {
   const auto& all = score_names();
-  if (std::find(all.begin(), all.end(), score) == all.end())
+  if (score != "free-energy" && std::find(all.begin(), all.end(), score) == all.end())
     throw UsageError("unknown OOD score '" + score + "' (use energy, msp, maxlogit, grad-norm or all)");
-  if ((score == "msp" || score == "maxlogit") && e.num_classes() <= 0)
+  if ((score == "msp" || score == "maxlogit" || score == "free-energy") && e.num_classes() <= 0)
     throw UsageError("score '" + score + "' needs a classifier (logits), but " + e.describe() +
                      " is an energy model; use energy or grad-norm");
 }
@@ -50,6 +52,7 @@ std::vector<std::string> parse_scores(const std::string& spec, const Energy& e) 
   while (std::getline(ss, s, ',')) {
     if (s.empty()) continue;
     check_score(s, e);
+    s = canonical_score(s);
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
   if (out.empty()) throw UsageError("no OOD score given (use energy, msp, maxlogit, grad-norm or all)");
@@ -94,8 +97,12 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
   if (!(o.temperature() > 0)) throw UsageError("temperature must be > 0, got " + std::to_string(o.temperature()));
   if (o.batch() < 1) throw UsageError("batch must be >= 1, got " + std::to_string(o.batch()));
   TORCH_CHECK(x.dim() == 4, "compute_scores: x must be [N,C,H,W], got ", x.sizes());
-  for (const auto& s : scores) check_score(s, e);
-  auto want = [&](const char* s) { return std::find(scores.begin(), scores.end(), s) != scores.end(); };
+  std::vector<std::string> canon;
+  for (const auto& s : scores) {
+    check_score(s, e);
+    canon.push_back(canonical_score(s));
+  }
+  auto want = [&](const char* s) { return std::find(canon.begin(), canon.end(), s) != canon.end(); };
   const bool clf = e.num_classes() > 0;
   const bool need_plain = !clf && want("energy");
   const bool need_grad = want("grad-norm");
@@ -129,7 +136,8 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
   }
   ScoreSet out;
   for (const auto& s : scores) {
-    auto t = parts[s].empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(parts[s]);
+    const auto& p = parts[canonical_score(s)];
+    auto t = p.empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(p);
     check_finite(t, s);
     out.scores.emplace_back(s, t);
   }
@@ -830,7 +838,7 @@ Detector calibrate(Energy& e, const CalibrateOptions& o) {
                                 }).at(o.score());
   if (bar) bar->finish();
   Detector d = fit_detector(s, o.percentile());
-  d.score = o.score();
+  d.score = canonical_score(o.score());
   d.temperature = o.temperature();
   d.in = o.in();
   d.split = val.split;

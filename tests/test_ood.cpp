@@ -113,6 +113,9 @@ void classifier_scores_have_closed_forms() {
   // T = 1 is the plain free energy, i.e. the model's own energy.
   EXPECT_TRUE(torch::allclose(ood_score(e, x, "energy"), e.energy(x).to(torch::kFloat64), 1e-6, 1e-6));
   EXPECT_EQ(parse_scores("all", e), score_names());
+  // DESIGN.md's "free-energy" is the classifier's energy.
+  EXPECT_EQ(parse_scores("free-energy,msp", e), (std::vector<std::string>{"energy", "msp"}));
+  EXPECT_TRUE(torch::equal(ood_score(e, x, "free-energy"), ood_score(e, x, "energy")));
 }
 
 // Energy models (no logits): energy and grad-norm only.
@@ -133,6 +136,7 @@ void energy_model_scores_and_errors() {
   EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "grad-norm"}));
   EXPECT_EQ(parse_scores("grad-norm,energy,energy", e), (std::vector<std::string>{"grad-norm", "energy"}));
   EXPECT_THROW(parse_scores("energy,msp", e), UsageError);
+  EXPECT_THROW(parse_scores("free-energy", e), UsageError);
   NanEnergy n;
   EXPECT_THROW(ood_score(n, x, "energy"), DivergenceError);
 }

@@ -10,7 +10,9 @@
 //   maxlogit   -max_k logits_k            (classifiers only)
 //   grad-norm  ||grad_x E(x)||_2 per image, E as in "energy" (the JEM-style
 //              input-gradient norm; the only score that needs autograd)
-// msp and maxlogit on a non-classifier are a UsageError.
+//   free-energy  an alias of "energy" for classifiers (DESIGN.md's CLI name);
+//              reports and detectors call it "energy".
+// msp, maxlogit and free-energy on a non-classifier are a UsageError.
 //
 // Evaluation (evaluate_ood) uses the in-distribution TEST split only; the OOD
 // sets use their test split too (synthetic sets: `n_ood` images, default
@@ -49,9 +51,12 @@ using json = nlohmann::json;
 const std::vector<std::string>& score_names();
 /// The scores that apply to `e`: all four for classifiers, else energy and grad-norm.
 std::vector<std::string> scores_for(const Energy& e);
+/// "free-energy" -> "energy"; other names unchanged.
+std::string canonical_score(const std::string& score);
 /// Throw UsageError for an unknown score or a classifier score on a non-classifier.
 void check_score(const std::string& score, const Energy& e);
-/// "all" -> scores_for(e); "a,b,..." -> those (each checked, duplicates dropped).
+/// "all" -> scores_for(e); "a,b,..." -> those (each checked and made canonical,
+/// duplicates dropped).
 std::vector<std::string> parse_scores(const std::string& spec, const Energy& e);
 
 struct ScoreOptions {

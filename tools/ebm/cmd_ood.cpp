@@ -22,7 +22,8 @@ const char* kScoreHelp =
     "  msp        minus the max softmax probability (classifiers only; Hendrycks & Gimpel)\n"
     "  maxlogit   minus the max logit (classifiers only)\n"
     "  grad-norm  L2 norm of grad_x E(x) per image (JEM-style; needs autograd, slower)\n"
-    "  all        every score that applies to the model, side by side\n";
+    "  all        every score that applies to the model, side by side\n"
+    "  (free-energy is accepted as another name of energy for classifiers)\n";
 
 // The model card's default score ("energy" when the card names none).
 std::string default_score(const std::string& model) { return load_card(model).value("default_score", "energy"); }
