@@ -40,6 +40,7 @@ torch::Tensor inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor
   auto x0 = torch::where(mask, img, torch::rand(img.sizes(), gen));
   LangevinOptions lo;
   lo.steps(o.steps()).step_size(o.step_size()).noise(o.noise()).grad_clip(o.grad_clip());
+  lo.step_schedule(o.step_schedule()).noise_schedule(o.noise_schedule());
   LangevinTerms terms;
   terms.known_mask = mask;
   auto r = langevin(e, x0, lo, terms, &gen);

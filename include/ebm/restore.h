@@ -36,6 +36,9 @@ struct InpaintOptions {
   TORCH_ARG(double, step_size) = 0.01;
   TORCH_ARG(double, noise) = 0.005;
   TORCH_ARG(double, grad_clip) = 0.0;
+  /// Step and noise schedules (see langevin.h); constant for the reference.
+  TORCH_ARG(Schedule, step_schedule) = {};
+  TORCH_ARG(Schedule, noise_schedule) = {};
   /// Independent chains per image; the one with the lowest final energy wins.
   TORCH_ARG(int64_t, chains) = 1;
   TORCH_ARG(uint64_t, seed) = 0;
@@ -54,5 +57,53 @@ torch::Tensor inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor
 ///   <file>     a PNG/IDX/NPY mask, nonzero = missing (as cv::inpaint), [H,W] or [B,1,H,W]
 torch::Tensor make_mask(const std::string& spec, int64_t batch, int64_t height, int64_t width,
                         uint64_t seed = 0);
+
+}  // namespace ebm
+
+#include <nlohmann/json.hpp>
+
+namespace ebm {
+
+/// Side-by-side restoration evaluation on a dataset's test split.
+struct RestoreEvalOptions {
+  TORCH_ARG(std::string, data) = "fashion-mnist";
+  /// Denoising: std of the Gaussian noise added to clean test images (then clipped to [0,1]).
+  TORCH_ARG(double, sigma) = 0.2;
+  /// Inpainting: mask spec (see make_mask).
+  TORCH_ARG(std::string, mask) = "center:14";
+  /// Test images evaluated (the first n of the test split).
+  TORCH_ARG(int64_t, n) = 1000;
+  /// Validation images (val split, never test) for tuning each baseline's parameter.
+  TORCH_ARG(int64_t, n_val) = 100;
+  TORCH_ARG(bool, baselines) = true;
+  /// EBM methods to run (without the "ebm-" prefix); empty = all.
+  TORCH_ARG(std::vector<std::string>, methods) = {};
+  TORCH_ARG(int64_t, chains) = 1;
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Optional PNG: rows clean / input / each method, first 8 images.
+  TORCH_ARG(std::string, grid) = "";
+};
+
+/// EBM denoisers (names in reports are "ebm-" + these):
+///   reference    the reference denoise_with_ebm (100 steps, step 0.01, lambda 10)
+///   progressive  the reference progressive_denoising
+///   map          MAP with the Gaussian likelihood: lambda = 1/(2 sigma^2), step 0.3 sigma^2, 50 steps
+///   tweedie      one Tweedie step x = y - sigma^2 grad E(y) (the MMSE estimate for a DSM energy)
+std::vector<std::string> ebm_denoise_methods();
+/// EBM inpainters: reference (the reference inpaint_with_ebm, known pixels exact) and
+/// annealed (Langevin with step and noise annealed geometrically from sigma 0.5 to 0.03,
+/// then one Tweedie step on the missing pixels).
+std::vector<std::string> ebm_inpaint_methods();
+
+/// Run one EBM denoiser: y [N,1,H,W] noisy in [0,1], sigma the noise std -> [N,1,H,W].
+torch::Tensor ebm_denoise(Energy& e, const std::string& method, const torch::Tensor& y, double sigma, uint64_t seed);
+/// Run one EBM inpainter (known pixels exact) -> [N,1,H,W].
+torch::Tensor ebm_inpaint(Energy& e, const std::string& method, const torch::Tensor& image, const torch::Tensor& known,
+                          int64_t chains, uint64_t seed);
+
+/// {"sigma","data","n","clipped":true,"methods":[{"name","psnr","ssim","seconds","params"}]}
+nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o);
+/// {"mask","data","n","methods":[{"name","psnr","psnr_masked","ssim","seconds","params"}]}
+nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o);
 
 }  // namespace ebm

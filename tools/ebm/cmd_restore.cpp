@@ -9,6 +9,68 @@
 #include "ebm/restore.h"
 
 namespace ebm::cli {
+namespace {
+
+// `ebm denoise eval` and `ebm inpaint eval`: every EBM method and every tuned
+// OpenCV baseline on the test split, one table and one JSON report.
+CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
+  auto* sub = parent->add_subcommand(
+      "eval", is_inpaint ? "Inpaint test images with every EBM method and OpenCV TELEA/NS; PSNR (masked), SSIM, time"
+                         : "Denoise test images with every EBM method and tuned OpenCV baselines; PSNR, SSIM, time");
+  struct Flags {
+    std::string model, json_out, grid;
+    RestoreEvalOptions o;
+    std::vector<std::string> methods;
+    std::string data = "fashion-mnist", mask = "center:14";
+    double sigma = 0.2;
+    int64_t n = 1000, n_val = 100, chains = 1;
+    bool no_baselines = false;
+    Common c;
+  };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("--model", f->model, "Energy model (default: models/mnist-dsm for mnist, else models/fmnist-dsm)");
+  sub->add_option("--data", f->data, "Dataset; its test split is evaluated")->capture_default_str();
+  if (is_inpaint) {
+    sub->add_option("--mask", f->mask, "center:K | random:P | half | mask file")->capture_default_str();
+    sub->add_option("--chains", f->chains, "Chains per image for EBM methods (lowest energy kept)")->capture_default_str();
+  } else {
+    sub->add_option("--sigma", f->sigma, "Noise std added to clean test images (then clipped to [0,1])")->capture_default_str();
+  }
+  sub->add_option("--n", f->n, "Test images")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--n-val", f->n_val, "Validation images for tuning the baselines")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--methods", f->methods, "EBM methods to run (default: all)")->delimiter(',');
+  sub->add_flag("--no-baselines", f->no_baselines, "Skip the OpenCV baselines");
+  sub->add_option("--grid", f->grid, "PNG: rows clean / input / each method (first 8 images)");
+  add_common(sub, f->c, true);
+  sub->callback([&run, f, is_inpaint] {
+    run = [f, is_inpaint] {
+      apply_common(f->c);
+      if (f->model.empty()) f->model = f->data == "mnist" ? "models/mnist-dsm" : "models/fmnist-dsm";
+      auto e = load_model(f->model);
+      auto o = RestoreEvalOptions().data(f->data).sigma(f->sigma).mask(f->mask).n(f->n).n_val(f->n_val)
+                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).seed(f->c.seed).grid(f->grid);
+      json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
+      rep["model"] = f->model;
+      rep["command"] = command_line();
+      if (f->c.json_out != "-") {
+        std::printf("%s on %s test, n = %lld, %s\n", is_inpaint ? "inpainting" : "denoising", f->data.c_str(),
+                    (long long)rep["n"].get<int64_t>(),
+                    is_inpaint ? ("mask " + f->mask).c_str() : ("sigma " + std::to_string(f->sigma) + " (clipped)").c_str());
+        std::printf("%-18s %8s %8s %8s %10s  %s\n", "method", "psnr", is_inpaint ? "psnr_m" : "", "ssim", "s/image", "params");
+        for (auto& m : rep["methods"]) {
+          std::string pm = is_inpaint ? std::to_string(m["psnr_masked"].get<double>()).substr(0, 6) : "";
+          std::printf("%-18s %8.2f %8s %8.4f %10.5f  %s\n", m["name"].get<std::string>().c_str(), m["psnr"].get<double>(),
+                      pm.c_str(), m["ssim"].get<double>(), m["seconds"].get<double>(), m["params"].dump().c_str());
+        }
+      }
+      write_json(f->c.json_out, rep);
+      return 0;
+    };
+  });
+  return sub;
+}
+
+}  // namespace
 
 void add_denoise(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand("denoise", "Denoise images: argmin_x E(x) + lambda*||x - y||^2");
@@ -22,16 +84,19 @@ void add_denoise(CLI::App& app, Action& run) {
   static int64_t steps = 100;
   static double step_size = 0.01, data_weight = 10.0, noise = 0.0;
   static Common c;
-  sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
-  sub->add_option("--input", input, "Noisy images (.idx/.npy/.png), pixels in [0,1]")->required()->check(CLI::ExistingFile);
-  sub->add_option("--out", out, "Output file (.idx/.npy/.png)")->required();
+  sub->add_option("--model", model, "Native model folder or TorchScript file (required)");
+  sub->add_option("--input", input, "Noisy images (.idx/.npy/.png), pixels in [0,1] (required)")->check(CLI::ExistingFile);
+  sub->add_option("--out", out, "Output file (.idx/.npy/.png) (required)");
+  auto* eval = add_restore_eval(sub, run, /*inpaint=*/false);
   sub->add_option("--schedule", schedule, "fixed | progressive")->capture_default_str()->check(CLI::IsMember({"fixed", "progressive"}));
   sub->add_option("--steps", steps, "Steps (fixed schedule)")->capture_default_str();
   sub->add_option("--step-size", step_size, "Gradient step size")->capture_default_str();
   sub->add_option("--data-weight", data_weight, "lambda of the fidelity term (fixed schedule)")->capture_default_str();
   sub->add_option("--noise", noise, "Langevin noise std (0 = plain gradient descent)")->capture_default_str();
   add_common(sub, c);
-  sub->callback([&run] {
+  sub->callback([&run, eval] {
+    if (eval->parsed()) return;
+    require(!model.empty() && !input.empty() && !out.empty(), "denoise needs --model, --input and --out (or: ebm denoise eval --help)");
     run = [] {
       apply_common(c);
       auto e = load_model(model);
@@ -54,16 +119,19 @@ void add_inpaint(CLI::App& app, Action& run) {
   static int64_t steps = 200, chains = 1;
   static double step_size = 0.01, noise = 0.005;
   static Common c;
-  sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
-  sub->add_option("--input", input, "Images (.idx/.npy/.png), pixels in [0,1]")->required()->check(CLI::ExistingFile);
+  sub->add_option("--model", model, "Native model folder or TorchScript file (required)");
+  sub->add_option("--input", input, "Images (.idx/.npy/.png), pixels in [0,1] (required)")->check(CLI::ExistingFile);
   sub->add_option("--mask", mask, "center:K | random:P | half | mask file (nonzero = missing)")->capture_default_str();
-  sub->add_option("--out", out, "Output file (.idx/.npy/.png)")->required();
+  sub->add_option("--out", out, "Output file (.idx/.npy/.png) (required)");
+  auto* eval = add_restore_eval(sub, run, /*inpaint=*/true);
   sub->add_option("--steps", steps, "Langevin steps")->capture_default_str();
   sub->add_option("--step-size", step_size, "Gradient step size")->capture_default_str();
   sub->add_option("--noise", noise, "Noise std per step")->capture_default_str();
   sub->add_option("--chains", chains, "Chains per image; lowest final energy wins")->capture_default_str()->check(CLI::PositiveNumber);
   add_common(sub, c);
-  sub->callback([&run] {
+  sub->callback([&run, eval] {
+    if (eval->parsed()) return;
+    require(!model.empty() && !input.empty() && !out.empty(), "inpaint needs --model, --input and --out (or: ebm inpaint eval --help)");
     run = [] {
       apply_common(c);
       auto e = load_model(model);
