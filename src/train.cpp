@@ -97,6 +97,17 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
+// Translate each image by (dy, dx) in [-k, k]^2, filling with zeros.
+torch::Tensor random_shift(const torch::Tensor& x, int64_t k, at::Generator& gen) {
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+  auto padded = torch::constant_pad_nd(x, {k, k, k, k}, 0.0);
+  auto off = torch::randint(0, 2 * k + 1, {b, 2}, gen, torch::kInt64);
+  auto out = torch::empty_like(x);
+  auto a = off.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < b; ++i) out[i].copy_(padded[i].narrow(1, a[i][0], h).narrow(2, a[i][1], w));
+  return out;
+}
+
 void set_lr(torch::optim::Adam& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
 }
@@ -171,6 +182,10 @@ void validate(const TrainOptions& o) {
   if (o.task() == "dsm" && o.dsm_sigmas().empty()) throw UsageError("--dsm-sigmas needs at least one value");
   for (double s : o.dsm_sigmas())
     if (!(s > 0)) throw UsageError("--dsm-sigmas values must be > 0, got " + std::to_string(s));
+  if (o.lr_schedule() != "constant" && o.lr_schedule() != "cosine")
+    throw UsageError("--lr-schedule must be constant or cosine, got '" + o.lr_schedule() + "'");
+  if (o.augment_shift() < 0 || o.augment_shift() > 8)
+    throw UsageError("--augment-shift must be in 0..8, got " + std::to_string(o.augment_shift()));
   if (o.task() == "energy-finetune" && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
 }
@@ -282,10 +297,13 @@ TrainResult train(const TrainOptions& o) {
   torch::Tensor last_neg;
   bool faulted = false;
   while (step < o.steps()) {
-    const double warm = o.warmup() > 0 ? std::min(1.0, double(step + 1) / double(o.warmup())) : 1.0;
-    set_lr(opt, lr * warm);
+    double factor = o.warmup() > 0 ? std::min(1.0, double(step + 1) / double(o.warmup())) : 1.0;
+    if (o.lr_schedule() == "cosine" && step >= o.warmup())
+      factor = 0.5 * (1.0 + std::cos(M_PI * double(step - o.warmup()) / double(std::max<int64_t>(1, o.steps() - o.warmup()))));
+    set_lr(opt, lr * factor);
     auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
     auto x = fit.images.index_select(0, idx);
+    if (o.augment_shift() > 0) x = random_shift(x, o.augment_shift(), gen);
     if (o.data_noise() > 0) x = x + o.data_noise() * torch::randn(x.sizes(), gen);
     torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
 
@@ -434,7 +452,8 @@ TrainResult train(const TrainOptions& o) {
     }
   }
 
-  nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"beta1", o.beta1()},
+  nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"lr_schedule", o.lr_schedule()},
+                      {"augment_shift", o.augment_shift()}, {"beta1", o.beta1()},
                       {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
                       {"data_noise", o.data_noise()}};
   if (is_pcd(task))

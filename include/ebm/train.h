@@ -52,6 +52,11 @@ struct TrainOptions {
   TORCH_ARG(double, beta2) = 0.999;
   /// Linear learning-rate warm-up (JEM uses 1k iterations).
   TORCH_ARG(int64_t, warmup) = 0;
+  /// "constant", or "cosine": decay to 0 over the run after the warm-up.
+  TORCH_ARG(std::string, lr_schedule) = "constant";
+  /// Random translation of data batches by up to this many pixels (0 = off);
+  /// a standard augmentation for the classifier tasks.
+  TORCH_ARG(int64_t, augment_shift) = 0;
   /// Clip the parameter-gradient norm (0 = off).
   TORCH_ARG(double, clip_grad_norm) = 1.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).

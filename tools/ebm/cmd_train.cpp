@@ -29,7 +29,8 @@ void add_train(CLI::App& app, Action& run) {
                  ckpt_every = 250, sample_every = 0, stop_after = -1, eval_n = 2000;
   static double lr = 1e-4, beta1 = 0.0, clip = 1.0, data_noise = 0.005, reinit = 0.05, sgld_step = 10.0,
                 sgld_noise = 0.005, sgld_clip = 0.03, l2 = 0.1, gen_weight = 1.0, ft_weight = 0.1;
-  static std::string m_in = "auto", m_out = "auto";
+  static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant";
+  static int64_t augment_shift = 0;
   static std::vector<double> sigmas{0.1, 0.2, 0.3};
   static bool resume = false;
   static Common c;
@@ -47,6 +48,8 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--lr", lr, "Adam learning rate")->capture_default_str();
   sub->add_option("--beta1", beta1, "Adam beta1 (0 for EBMs, as IGEBM/UvA)")->capture_default_str();
   sub->add_option("--warmup", warmup, "Linear LR warm-up steps (JEM: 1000)")->capture_default_str();
+  sub->add_option("--lr-schedule", lr_schedule, "constant | cosine (decay to 0 after warm-up)")->capture_default_str();
+  sub->add_option("--augment-shift", augment_shift, "Random translation of data by up to K pixels (classifiers)")->capture_default_str();
   sub->add_option("--clip-grad-norm", clip, "Parameter gradient norm clip (0 = off)")->capture_default_str();
   sub->add_option("--data-noise", data_noise, "Gaussian noise std on data (dequantisation)")->capture_default_str();
   sub->add_option("--buffer-size", buffer, "Replay buffer size (IGEBM/JEM: 10000)")->capture_default_str();
@@ -88,7 +91,7 @@ void add_train(CLI::App& app, Action& run) {
         arch["activation"] = activation;
       }
       o.task(task).data(data).out(out).arch(arch).attribute(attribute).init(init).steps(steps).batch(batch)
-          .lr(lr).beta1(beta1).warmup(warmup).clip_grad_norm(clip).data_noise(data_noise).buffer_size(buffer)
+          .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).buffer_size(buffer)
           .reinit(reinit).sgld_steps(sgld_steps).sgld_step(sgld_step).sgld_noise(sgld_noise)
           .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas)
           .m_in(margin(m_in, "--m-in")).m_out(margin(m_out, "--m-out")).ft_weight(ft_weight)
