@@ -24,13 +24,13 @@ namespace ebm {
 // ================================================================ scores
 
 const std::vector<std::string>& score_names() {
-  static const std::vector<std::string> names{"energy", "msp", "maxlogit", "grad-norm"};
+  static const std::vector<std::string> names{"energy", "msp", "maxlogit", "grad-norm", "energy-complexity"};
   return names;
 }
 
 std::vector<std::string> scores_for(const Energy& e) {
   if (e.num_classes() > 0) return score_names();
-  return {"energy", "grad-norm"};
+  return {"energy", "grad-norm", "energy-complexity"};
 }
 
 std::string canonical_score(const std::string& score) { return score == "free-energy" ? "energy" : score; }
@@ -92,6 +92,14 @@ const torch::Tensor& ScoreSet::at(const std::string& name) const {
   return scores.front().second;
 }
 
+torch::Tensor png_complexity_nats(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4, "png_complexity_nats: x must be [N,C,H,W], got ", x.sizes());
+  auto u8 = x.select(1, 0).mul(255).round().clamp(0, 255).to(torch::kUInt8);
+  auto out = torch::empty({x.size(0)}, torch::kFloat64);
+  for (int64_t i = 0; i < x.size(0); ++i) out[i] = double(encode_png(u8[i]).size()) * 8.0 * std::log(2.0);
+  return out;
+}
+
 ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std::string>& scores,
                         const ScoreOptions& o, const std::function<void(int64_t)>& on_images) {
   if (!(o.temperature() > 0)) throw UsageError("temperature must be > 0, got " + std::to_string(o.temperature()));
@@ -104,7 +112,8 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
   }
   auto want = [&](const char* s) { return std::find(canon.begin(), canon.end(), s) != canon.end(); };
   const bool clf = e.num_classes() > 0;
-  const bool need_plain = !clf && want("energy");
+  const bool complexity = want("energy-complexity");
+  const bool need_plain = !clf && (want("energy") || complexity);
   const bool need_grad = want("grad-norm");
   const double T = o.temperature();
   const int64_t N = x.size(0);
@@ -121,12 +130,15 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
       const auto L = e.logits(xb).to(torch::kFloat64);
       TORCH_CHECK(L.dim() == 2 && L.size(0) == xb.size(0), "logits must be [B,K], got ", L.sizes());
       if (want("energy")) parts["energy"].push_back(free_energy(L, T));
+      if (complexity) parts["energy-complexity"].push_back(free_energy(L, T) - png_complexity_nats(xb));
       if (want("msp")) parts["msp"].push_back(-std::get<0>(torch::softmax(L, 1).max(1)));
       if (want("maxlogit")) parts["maxlogit"].push_back(-std::get<0>(L.max(1)));
       preds.push_back(L.argmax(1));
     } else if (need_plain) {
       torch::NoGradGuard ng;
-      parts["energy"].push_back(e.energy(xb).to(torch::kFloat64));
+      const auto en = e.energy(xb).to(torch::kFloat64);
+      if (want("energy")) parts["energy"].push_back(en);
+      if (complexity) parts["energy-complexity"].push_back(en - png_complexity_nats(xb));
     }
     if (need_grad) {
       const auto g = energy_grad(grad_energy, xb);

@@ -133,7 +133,15 @@ void energy_model_scores_and_errors() {
   EXPECT_THROW(ood_score(e, x, "maxlogit"), UsageError);
   EXPECT_THROW(ood_score(e, x, "likelihood"), UsageError);
   EXPECT_THROW(ood_score(e, x, "energy", ScoreOptions().temperature(0)), UsageError);
-  EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "grad-norm"}));
+  EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "grad-norm", "energy-complexity"}));
+  // energy-complexity = energy - PNG length in nats; a constant image compresses
+  // better than noise, so its complexity is smaller.
+  const auto ec = compute_scores(e, x, {"energy", "energy-complexity"});
+  EXPECT_TRUE(torch::allclose(ec.at("energy-complexity"), ec.at("energy") - png_complexity_nats(x), 0, 1e-9));
+  const auto flat = torch::full({1, 1, 28, 28}, 0.5f), noise = torch::rand({1, 1, 28, 28}, g);
+  EXPECT_LT(png_complexity_nats(flat)[0].item<double>(), png_complexity_nats(noise)[0].item<double>());
+  EXPECT_NEAR(png_complexity_nats(flat)[0].item<double>(),
+              double(encode_png(torch::full({28, 28}, 128, torch::kUInt8)).size()) * 8 * std::log(2.0), 1e-9);
   EXPECT_EQ(parse_scores("grad-norm,energy,energy", e), (std::vector<std::string>{"grad-norm", "energy"}));
   EXPECT_THROW(parse_scores("energy,msp", e), UsageError);
   EXPECT_THROW(parse_scores("free-energy", e), UsageError);
@@ -360,7 +368,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
                      .seed(9)
                      .progress(false);
   const auto reports = evaluate_ood(*e, o);
-  ASSERT_EQ(reports.size(), 4u);
+  ASSERT_EQ(reports.size(), 5u);
   for (const auto& r : reports) {
     EXPECT_EQ(r.n_in, 120);
     ASSERT_EQ(r.ood.size(), 3u);
@@ -391,7 +399,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   EXPECT_EQ(one["ood"][0]["name"], "fashion-mnist");
   EXPECT_TRUE(one["classifier"]["accuracy"].is_number());
   const json all = reports_json(reports);
-  ASSERT_EQ(all["scores"].size(), 4u);
+  ASSERT_EQ(all["scores"].size(), 5u);
   EXPECT_EQ(all["scores"][3]["score"], "grad-norm");
   EXPECT_EQ(reports_json({reports[0]}), one);
 
@@ -402,10 +410,10 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   const auto single = format_table({reports[0]});
   for (const char* s : {"AUPR-In", "AUPR-Out", "mean"}) EXPECT_NE(single.find(s), std::string::npos) << s;
   const auto csv = format_csv(reports);
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 * 4);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 5 * 4);
   EXPECT_NE(format_markdown(reports).find("| OOD |"), std::string::npos);
   const auto pngs = write_ood_plots(reports, root + "/plots/sub");
-  EXPECT_EQ(pngs.size(), 4u * 3 + 4);
+  EXPECT_EQ(pngs.size(), 5u * 3 + 5);
   for (const auto& p : pngs) {
     const auto img = read_tensor(p);
     EXPECT_EQ(img.dim(), 2) << p;
@@ -437,13 +445,13 @@ TEST(OodCli, EvalCalibratePredict) {
                       " --csv " + root + "/r.csv > " + root + "/r.json" + q), 0)
       << slurp(root + "/err");
   const json r = json::parse(slurp(root + "/r.json"));
-  ASSERT_EQ(r["scores"].size(), 4u);
+  ASSERT_EQ(r["scores"].size(), 5u);
   EXPECT_EQ(r["scores"][0]["score"], "energy");
   EXPECT_EQ(r["scores"][0]["ood"][1]["name"], "constant");
   EXPECT_EQ(r["scores"][0]["n_in"], 100);
   EXPECT_NE(slurp(root + "/err").find("mean"), std::string::npos);
   const auto csv = slurp(root + "/r.csv");
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 * 3);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 5 * 3);
 
   ASSERT_EQ(run(ebm + " ood calibrate --model " + m + " --in mnist --percentile 90 --out " + root + "/det.json > /dev/null" + q), 0)
       << slurp(root + "/err");

@@ -10,6 +10,8 @@
 //   maxlogit   -max_k logits_k            (classifiers only)
 //   grad-norm  ||grad_x E(x)||_2 per image, E as in "energy" (the JEM-style
 //              input-gradient norm; the only score that needs autograd)
+//   energy-complexity  energy minus the input's PNG length in nats (Serra et al.
+//              2020's complexity-corrected score; see png_complexity_nats)
 //   free-energy  an alias of "energy" for classifiers (DESIGN.md's CLI name);
 //              reports and detectors call it "energy".
 // msp, maxlogit and free-energy on a non-classifier are a UsageError.
@@ -47,7 +49,15 @@ using json = nlohmann::json;
 
 // ---------------------------------------------------------------- scores
 
-/// Every score name, in table order: energy, msp, maxlogit, grad-norm.
+/// Input complexity of each image x[N,C,H,W] in [0,1] -> [N] float64: the
+/// length in nats (bytes * 8 * ln 2) of its first channel encoded as an 8-bit
+/// PNG (Serra et al. 2020 use a lossless compressor the same way).
+torch::Tensor png_complexity_nats(const torch::Tensor& x);
+
+/// Every score name, in table order: energy, msp, maxlogit, grad-norm,
+/// energy-complexity (= energy minus png_complexity_nats: the input-complexity
+/// corrected score S(x) = -log p(x) - L(x) of Serra et al. 2020, for energies
+/// that approximate a negative log-density, such as score-matching energies).
 const std::vector<std::string>& score_names();
 /// The scores that apply to `e`: all four for classifiers, else energy and grad-norm.
 std::vector<std::string> scores_for(const Energy& e);
