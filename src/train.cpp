@@ -352,10 +352,11 @@ TrainResult train(const TrainOptions& o) {
     }
     double emax = e_pos.defined() ? e_pos.abs().max().item<double>() : 0;
     if (e_neg.defined()) emax = std::max(emax, e_neg.abs().max().item<double>());
-    if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit()) {
+    const double gap = (e_pos.defined() && e_neg.defined()) ? std::abs(e_pos.mean().item<double>() - e_neg.mean().item<double>()) : 0;
+    if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit() || gap > o.gap_limit()) {
       ++rollbacks;
-      std::fprintf(stderr, "\ndivergence at step %lld (loss %g, max |E| %g); rollback %lld/%lld\n",
-                   (long long)step, lv, emax, (long long)rollbacks, (long long)o.max_rollbacks());
+      std::fprintf(stderr, "\ndivergence at step %lld (loss %g, max |E| %g, E+/E- gap %g); rollback %lld/%lld\n",
+                   (long long)step, lv, emax, gap, (long long)rollbacks, (long long)o.max_rollbacks());
       if (rollbacks > o.max_rollbacks() || !file_exists(ckpt))
         throw DivergenceError("training diverged at step " + std::to_string(step) +
                               (file_exists(ckpt) ? " after " + std::to_string(o.max_rollbacks()) + " rollbacks"

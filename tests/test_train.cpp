@@ -168,6 +168,7 @@ TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {
   at::set_num_threads(1);
   const std::string out = tmpdir("div");
   EXPECT_THROW(train(tiny("ebm", out).energy_limit(1e-12)), DivergenceError);
+  EXPECT_THROW(train(tiny("ebm", tmpdir("gap")).gap_limit(0)), DivergenceError);  // any CD gap trips it
   struct stat st;
   EXPECT_NE(::stat((out + "/weights.pt").c_str(), &st), 0) << "a diverged model must not be saved";
 }

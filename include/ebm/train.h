@@ -91,6 +91,8 @@ struct TrainOptions {
   TORCH_ARG(int64_t, stop_after) = -1;
   /// Divergence guard: |E| beyond this, or a non-finite loss, triggers a rollback.
   TORCH_ARG(double, energy_limit) = 1e4;
+  /// ... and so does a gap |mean E(x+) - mean E(x-)| beyond this (exploding CD gap).
+  TORCH_ARG(double, gap_limit) = 1e3;
   TORCH_ARG(int64_t, max_rollbacks) = 3;
   /// Fault injection for tests: treat the loss at this step as NaN, once (-1 = off).
   TORCH_ARG(int64_t, fault_step) = -1;
