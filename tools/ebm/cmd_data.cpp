@@ -79,8 +79,9 @@ void add_data(CLI::App& app, Action& run) {
         require(ds.labels.defined(), "dataset '" + name + "' has no labels");
         write_tensor(labels_out, ds.labels.to(torch::kUInt8));
       }
-      std::printf("wrote %lld images of %s/%s%s to %s\n", (long long)x.size(0), name.c_str(), split.c_str(),
-                  sigma > 0 ? (" with noise " + std::to_string(sigma)).c_str() : "", out.c_str());
+      std::printf("wrote %lld images of %s/%s", (long long)x.size(0), name.c_str(), split.c_str());
+      if (sigma > 0) std::printf(" with noise sigma %g (clipped to [0,1])", sigma);
+      std::printf(" to %s\n", out.c_str());
       return 0;
     };
   });
