@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
 namespace ebm {
@@ -37,6 +38,10 @@ std::string blas_info() {
 int set_threads(int n) {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
+  // Trained weights and gradients drift into denormal floats, which x86 CPUs
+  // process ~100x slower (measured: a classifier's steps/s fell from 7 to 1
+  // over a run). Flushing them to zero changes nothing of value.
+  at::globalContext().setFlushDenormal(true);
   return n;
 }
 

@@ -11,9 +11,9 @@ bool g_quiet = false;
 
 void Progress::set_quiet(bool q) { g_quiet = q; }
 
-Progress::Progress(std::string label, int64_t total, double interval_s)
+Progress::Progress(std::string label, int64_t total, double interval_s, int64_t start)
     : label_(std::move(label)), total_(total), interval_(interval_s), tty_(::isatty(2) == 1),
-      start_(std::chrono::steady_clock::now()), last_(start_) {}
+      start_(std::chrono::steady_clock::now()), last_(start_), done_(start), start_units_(start) {}
 
 Progress::~Progress() {
   if (tty_ && !finished_ && !g_quiet && done_ > 0) std::fputc('\n', stderr);
@@ -27,7 +27,7 @@ void Progress::update(int64_t done, const std::string& status) {
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   if (tty_ ? since < 0.1 : since < interval_) return;
   last_ = now;
-  const double rate = elapsed > 0 ? done / elapsed : 0;
+  const double rate = elapsed > 0 ? double(done - start_units_) / elapsed : 0;
   const double eta = (total_ > 0 && rate > 0) ? (total_ - done) / rate : 0;
   if (tty_) {
     const int width = 24;

@@ -292,7 +292,7 @@ TrainResult train(const TrainOptions& o) {
   LangevinOptions sg;
   sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
 
-  Progress bar("train " + task, o.steps());
+  Progress bar("train " + task, o.steps(), 10.0, step);
   double last_loss = 0, last_ep = 0, last_en = 0, last_acc = 0;
   torch::Tensor last_neg;
   bool faulted = false;

@@ -12,8 +12,9 @@ namespace ebm {
 
 class Progress {
  public:
-  /// label: what is running; total: number of units (0 = unknown).
-  Progress(std::string label, int64_t total, double interval_s = 10.0);
+  /// label: what is running; total: number of units (0 = unknown); start: units
+  /// already done before this process (a resumed run), excluded from the rate.
+  Progress(std::string label, int64_t total, double interval_s = 10.0, int64_t start = 0);
   ~Progress();
   /// Report `done` units; `status` is appended (e.g. "loss 0.12").
   void update(int64_t done, const std::string& status = "");
@@ -28,7 +29,7 @@ class Progress {
   double interval_;
   bool tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;
-  int64_t done_ = 0;
+  int64_t done_ = 0, start_units_ = 0;
 };
 
 }  // namespace ebm
