@@ -193,7 +193,8 @@ void validate(const TrainOptions& o) {
 /// Everything a resumed run needs, saved atomically as one archive.
 struct Checkpoint {
   static void save(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
-                   at::Generator& gen, int64_t step, double lr, int64_t rollbacks, double m_in, double m_out) {
+                   at::Generator& gen, int64_t step, double lr, int64_t rollbacks, double m_in, double m_out,
+                   double wall) {
     torch::serialize::OutputArchive ar, mar, oar;
     m.module()->save(mar);
     opt.save(oar);
@@ -201,13 +202,14 @@ struct Checkpoint {
     ar.write("optim", oar);
     if (buf) ar.write("buffer", buf->data());
     ar.write("gen_state", gen.get_state());
-    ar.write("meta", torch::tensor({double(step), lr, double(rollbacks), m_in, m_out}, torch::kFloat64));
+    ar.write("meta", torch::tensor({double(step), lr, double(rollbacks), m_in, m_out, wall}, torch::kFloat64));
     std::ostringstream os;
     ar.save_to(os);
     write_file_atomic(path, os.str());
   }
   static void load(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
-                   at::Generator& gen, int64_t* step, double* lr, int64_t* rollbacks, double* m_in, double* m_out) {
+                   at::Generator& gen, int64_t* step, double* lr, int64_t* rollbacks, double* m_in, double* m_out,
+                   double* wall) {
     torch::serialize::InputArchive ar, mar, oar;
     try {
       ar.load_from(path);
@@ -226,6 +228,7 @@ struct Checkpoint {
       *rollbacks = int64_t(a[2]);
       *m_in = a[3];
       *m_out = a[4];
+      *wall = meta.size(0) > 5 ? a[5] : 0.0;  // wall seconds of the runs before this one
     } catch (const c10::Error& e) {
       throw DataError("'" + path + "': cannot resume from this checkpoint: " +
                       std::string(e.what_without_backtrace()).substr(0, 300));
@@ -271,10 +274,13 @@ TrainResult train(const TrainOptions& o) {
   const std::string ckpt = o.out() + "/checkpoint.pt";
 
   int64_t step = 0, rollbacks = 0;
-  double lr = o.lr(), m_in = o.m_in(), m_out = o.m_out();
+  double lr = o.lr(), m_in = o.m_in(), m_out = o.m_out(), wall_before = 0.0;
+  auto wall_now = [&] {
+    return wall_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   if (o.resume()) {
     if (!file_exists(ckpt)) throw UsageError("--resume: no checkpoint at '" + ckpt + "'");
-    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &m_in, &m_out);
+    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &m_in, &m_out, &wall_before);
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
   } else if (task == "energy-finetune" && (std::isnan(m_in) || std::isnan(m_out))) {
     // Margins from data (as the energy-OOD authors suggest): the initial
@@ -363,8 +369,8 @@ TrainResult train(const TrainOptions& o) {
                                                  : " before the first checkpoint") +
                               "; try a lower --lr, more --sgld-steps or a larger --l2. No final model was saved.");
       int64_t rb = rollbacks;
-      double lr_saved;
-      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &m_in, &m_out);
+      double lr_saved, wall_ignored;
+      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &m_in, &m_out, &wall_ignored);
       lr = lr_saved * 0.5;
       gen.set_current_seed(o.seed() + 7919 * uint64_t(rollbacks));  // a new path after the rollback
       continue;
@@ -393,7 +399,7 @@ TrainResult train(const TrainOptions& o) {
     }
     if (step % o.checkpoint_every() == 0 || step == o.steps() ||
         (o.stop_after() >= 0 && step - start_step >= o.stop_after()))
-      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, m_in, m_out);
+      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, m_in, m_out, wall_now());
     if (o.stop_after() >= 0 && step - start_step >= o.stop_after() && step < o.steps()) {
       bar.finish("stopped early (--stop-after); resume with --resume");
       TrainResult r;
@@ -403,7 +409,8 @@ TrainResult train(const TrainOptions& o) {
     }
   }
   bar.finish(std::string("loss ") + std::to_string(last_loss));
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = wall_now();
+  const double wall_this_run = wall - wall_before;
 
   // ------------------------------------------------------------ end-of-run metrics
   model->set_training(false);
@@ -468,7 +475,8 @@ TrainResult train(const TrainOptions& o) {
                               "uniform noise, contrast inversion (synthesised from the training batch)"}});
   model->card = {{"task", task}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},
                  {"seed", o.seed()}, {"steps", step}, {"wall_seconds", wall},
-                 {"images_per_second", wall > 0 ? double((step - start_step) * o.batch()) / wall : 0.0},
+                 {"resumed_from_step", start_step},
+                 {"images_per_second", wall_this_run > 0 ? double((step - start_step) * o.batch()) / wall_this_run : 0.0},
                  {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts}, {"metrics", metrics},
                  {"ebmkit_version", version()}};
   if (!labels.info.is_null()) model->card["attribute"] = labels.info;
