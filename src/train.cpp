@@ -72,12 +72,19 @@ torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, d
   return e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());
 }
 
-torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps) {
+torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps,
+                       bool clip) {
   auto sig = sigma.view({-1, 1, 1, 1});
-  auto xt = (x + sig * eps).detach().requires_grad_(true);
+  auto xt = x + sig * eps;
+  auto target = eps;
+  if (clip) {
+    xt = xt.clamp(0, 1);
+    target = (xt - x) / sig;
+  }
+  xt = xt.detach().requires_grad_(true);
   auto en = e.energy(xt);
   auto g = torch::autograd::grad({en.sum()}, {xt}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
-  return 0.5 * (sig * g - eps).pow(2).flatten(1).sum(1).mean();
+  return 0.5 * (sig * g - target).pow(2).flatten(1).sum(1).mean();
 }
 
 torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& e_out, double m_in, double m_out) {
@@ -340,7 +347,7 @@ TrainResult train(const TrainOptions& o) {
       auto sig_idx = torch::randint(int64_t(o.dsm_sigmas().size()), {o.batch()}, gen, torch::kInt64);
       auto sig = torch::tensor(o.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx);
       auto eps = torch::randn(x.sizes(), gen);
-      loss = dsm_loss(*model, x, sig, eps);
+      loss = dsm_loss(*model, x, sig, eps, o.dsm_clip());
     } else {  // energy-finetune
       auto logits = model->logits(x);
       auto xo = synthesize_outliers(x, gen);
@@ -447,6 +454,7 @@ TrainResult train(const TrainOptions& o) {
       auto x = test.images.narrow(0, 0, std::min<int64_t>(500, test.size()));
       for (double s : o.dsm_sigmas()) {
         auto xt = x + s * torch::randn(x.sizes(), g2);
+        if (o.dsm_clip()) xt = xt.clamp(0, 1);
         auto xh = (xt - s * s * energy_grad(*model, xt)).clamp(0, 1);
         auto psnr = [&](const torch::Tensor& a) {
           return (10 * torch::log10(1.0 / (a - x).pow(2).flatten(1).mean(1))).mean().item<double>();
@@ -468,7 +476,7 @@ TrainResult train(const TrainOptions& o) {
     opts.update({{"buffer_size", o.buffer_size()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
-  if (task == "dsm") opts["dsm_sigmas"] = o.dsm_sigmas();
+  if (task == "dsm") opts.update({{"dsm_sigmas", o.dsm_sigmas()}, {"dsm_clip", o.dsm_clip()}});
   if (task == "energy-finetune")
     opts.update({{"init", o.init()}, {"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},
                  {"outliers", "pixel permutation, 7x7 patch shuffle, 9x9 box blur, 2-image mixture, "

@@ -94,6 +94,11 @@ TEST(Losses, DsmMatchesAnalyticAndFiniteDifference) {
     return dsm_loss(f, x, sig, eps).item<double>();
   };
   EXPECT_NEAR(g, (at(0.3 + h) - at(0.3 - h)) / (2 * h), 1e-6);
+  // Clipped variant: x~ = clamp(x + sigma*eps, 0, 1), target (x~ - x)/sigma.
+  auto xc = (x + sig.view({-1, 1, 1, 1}) * eps).clamp(0, 1);
+  auto tgt = (xc - x) / sig.view({-1, 1, 1, 1});
+  auto want_c = (0.5 * (sig.view({-1, 1, 1, 1}) * (xc - 0.3) - tgt).pow(2).flatten(1).sum(1)).mean();
+  EXPECT_NEAR(dsm_loss(e, x, sig, eps, /*clip=*/true).item<double>(), want_c.item<double>(), 1e-12);
 }
 
 TEST(ReplayBuffer, ReinitFractionHonoured) {

@@ -76,6 +76,8 @@ struct TrainOptions {
 
   // Denoising score matching.
   TORCH_ARG(std::vector<double>, dsm_sigmas) = std::vector<double>{0.1, 0.2, 0.3};
+  /// Clip noisy inputs to [0,1] as restoration does (see dsm_loss).
+  TORCH_ARG(bool, dsm_clip) = false;
 
   // Energy-bounded fine-tuning.
   TORCH_ARG(double, m_in) = std::nan("");   // NaN = from data
@@ -137,8 +139,12 @@ torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, d
 
 /// sigma^2-weighted denoising score matching on x~ = x + sigma*eps:
 ///   mean_b 0.5*|| sigma_b * grad_x E(x~_b) - eps_b ||^2   (sum over pixels).
-/// x, eps: [B,C,H,W]; sigma: [B] > 0. The graph is kept for the parameters.
-torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps);
+/// With clip = true, x~ = clamp(x + sigma*eps, 0, 1) and eps is replaced by the
+/// noise actually left after clipping, (x~ - x)/sigma: then x~ - sigma^2 grad E(x~)
+/// is trained towards E[x | x~] for clipped noisy images, which is what
+/// restoration sees. x, eps: [B,C,H,W]; sigma: [B] > 0. The graph is kept.
+torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma, const torch::Tensor& eps,
+                       bool clip = false);
 
 /// Energy-bounded loss of Liu et al. 2020 (without the CE term):
 ///   mean(relu(e_in - m_in)^2) + mean(relu(m_out - e_out)^2).

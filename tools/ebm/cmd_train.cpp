@@ -32,7 +32,7 @@ void add_train(CLI::App& app, Action& run) {
   static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant";
   static int64_t augment_shift = 0;
   static std::vector<double> sigmas{0.1, 0.2, 0.3};
-  static bool resume = false;
+  static bool resume = false, dsm_clip = false;
   static Common c;
   sub->add_option("--task", task, "clf | ebm | jem | attribute | dsm | energy-finetune")->capture_default_str()
       ->check(CLI::IsMember({"clf", "ebm", "jem", "attribute", "dsm", "energy-finetune"}));
@@ -61,6 +61,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--l2", l2, "Energy L2 penalty alpha (UvA: 0.1)")->capture_default_str();
   sub->add_option("--gen-weight", gen_weight, "Weight of the PCD term in jem/attribute")->capture_default_str();
   sub->add_option("--dsm-sigmas", sigmas, "Noise levels for --task dsm")->delimiter(',')->capture_default_str();
+  sub->add_flag("--dsm-clip", dsm_clip, "dsm: clip noisy inputs to [0,1] as restoration does; the target is the noise left");
   sub->add_option("--m-in", m_in, "energy-finetune in-distribution margin, or auto (from data)")->capture_default_str();
   sub->add_option("--m-out", m_out, "energy-finetune outlier margin, or auto (from data)")->capture_default_str();
   sub->add_option("--ft-weight", ft_weight, "energy-finetune weight of the margin loss")->capture_default_str();
@@ -93,7 +94,7 @@ void add_train(CLI::App& app, Action& run) {
       o.task(task).data(data).out(out).arch(arch).attribute(attribute).init(init).steps(steps).batch(batch)
           .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).buffer_size(buffer)
           .reinit(reinit).sgld_steps(sgld_steps).sgld_step(sgld_step).sgld_noise(sgld_noise)
-          .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas)
+          .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas).dsm_clip(dsm_clip)
           .m_in(margin(m_in, "--m-in")).m_out(margin(m_out, "--m-out")).ft_weight(ft_weight)
           .seed(c.seed).checkpoint_every(ckpt_every).sample_every(sample_every).resume(resume)
           .stop_after(stop_after).eval_n(eval_n).command(command_line());
