@@ -41,6 +41,9 @@ has "card has the command" "$T/out" '"command"'
 check "export noisy" 0 "$EBM" data export --data fashion-mnist --n 4 --noise 0.2 --out "$T/noisy.npy" --seed 3
 check "export clean png" 0 "$EBM" data export --data fashion-mnist --n 1 --out "$T/one.png"
 check "denoise fixed" 0 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --out "$T/den.npy" --steps 5 --threads 1
+check "denoise tweedie (auto with --sigma)" 0 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --sigma 0.2 --out "$T/tw.npy" --threads 1
+has "auto picks tweedie with --sigma" "$T/out" "with tweedie"
+check "map without sigma is a usage error" 2 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --solver map --out "$T/x.npy"
 check "denoise progressive to png" 0 "$EBM" denoise --model "$T/m" --input "$T/noisy.npy" --out "$T/den.png" --schedule progressive --threads 1
 check "inpaint center" 0 "$EBM" inpaint --model "$T/m" --input "$T/noisy.npy" --mask center:10 --steps 5 --chains 2 --out "$T/inp.idx" --threads 1
 check "inpaint single png" 0 "$EBM" inpaint --model "$T/m" --input "$T/one.png" --mask half --steps 5 --out "$T/inp.png" --threads 1
