@@ -129,7 +129,7 @@ void save_model(const std::string& dir, NativeModel& model);
 /// Load only the weights of a saved native folder into `model`.
 void load_weights(const std::string& dir, NativeModel& model);
 
-/// SHA-256-free content hash (FNV-1a 64, hex) of a model's weight file or
+/// FNV-1a 64-bit content hash (hex) of a model's weight file or
 /// TorchScript file: detectors use it to refuse a mismatched model.
 std::string model_hash(const std::string& path);
 

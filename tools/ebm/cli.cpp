@@ -17,7 +17,7 @@ void add_common(CLI::App* sub, Common& c, bool with_json) {
 
 void apply_common(const Common& c) {
   set_threads(c.threads);
-  Progress::set_quiet(c.quiet || c.json_out == "-" ? c.quiet : false);
+  Progress::set_quiet(c.quiet);  // progress is on stderr, so `--json -` stays clean either way
 }
 
 void write_json(const std::string& where, const json& j) {
