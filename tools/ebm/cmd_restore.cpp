@@ -82,8 +82,9 @@ void add_denoise(CLI::App& app, Action& run) {
       "  gd        the gradient steps above (--schedule fixed|progressive)\n"
       "  tweedie   one step x = y - sigma^2 grad E(y); needs --sigma (MMSE for a DSM energy)\n"
       "  map       lambda = 1/(2 sigma^2), 50 steps of 0.3 sigma^2; needs --sigma\n"
-      "  auto      tweedie when --sigma is given, else gd. Tweedie is the default because it\n"
-      "            had the best PSNR per second on validation data (README, Restoration).\n\n"
+      "  auto      tweedie when --sigma is given, else gd. Tweedie is the default because in\n"
+      "            `ebm denoise eval` it gave both the highest PSNR and the lowest cost of\n"
+      "            the EBM solvers (README, Shipped models and measured results).\n\n"
       "Example: ebm denoise --model models/fmnist-dsm --input noisy.npy --sigma 0.2 --out clean.png");
   static std::string model, input, out, schedule = "fixed", solver = "auto";
   static double sigma = 0.0;
