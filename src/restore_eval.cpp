@@ -71,17 +71,20 @@ void write_grid(const std::string& path, const torch::Tensor& clean, const std::
   write_png_grid(path, torch::cat(parts), k);
 }
 
-// Tune one baseline's parameter on validation data by mean PSNR.
+// Tune baseline b's parameter on validation data by mean PSNR, then run it on
+// the test images with the chosen value and record the row.
+// run(param, on_val) -> restored images of the validation or the test set.
 template <typename Run>
-double tune(const BaselineSpec& b, const torch::Tensor& clean_val, Run run, double* best_psnr) {
-  double best = b.grid.front();
-  *best_psnr = -1e9;
+void add_tuned_baseline(std::vector<Row>& rows, const BaselineSpec& b, const torch::Tensor& clean_val, Run run) {
+  double best = b.grid.front(), best_psnr = -1e9;
   for (double p : b.grid) {
-    const torch::Tensor out = run(p);
+    const torch::Tensor out = run(p, true);
     const double v = psnr(out, clean_val).mean().item<double>();
-    if (v > *best_psnr) *best_psnr = v, best = p;
+    if (v > best_psnr) best_psnr = v, best = p;
   }
-  return best;
+  const double t0 = now_s();
+  torch::Tensor out = run(best, false);
+  rows.push_back({b.name, out, now_s() - t0, {{b.param, best}, {"val_psnr", best_psnr}, {"n_val", clean_val.size(0)}}});
 }
 
 }  // namespace
@@ -141,11 +144,8 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
     auto gv = at::detail::createCPUGenerator(o.seed() + 1);
     auto noisy_val = (clean_val + o.sigma() * torch::randn(clean_val.sizes(), gv)).clamp(0, 1);
     for (auto& b : denoise_baselines()) {
-      double val_psnr;
-      double p = tune(b, clean_val, [&](double v) { return opencv_denoise(b.name, noisy_val, v); }, &val_psnr);
-      double t0 = now_s();
-      auto out = opencv_denoise(b.name, noisy, p);
-      rows.push_back({b.name, out, now_s() - t0, {{b.param, p}, {"val_psnr", val_psnr}, {"n_val", clean_val.size(0)}}});
+      add_tuned_baseline(rows, b, clean_val,
+                         [&](double p, bool val) { return opencv_denoise(b.name, val ? noisy_val : noisy, p); });
       bar.update(++done, b.name);
     }
   }
@@ -180,11 +180,9 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
     auto clean_val = load_dataset(o.data(), dv).images;
     auto known_val = make_mask(o.mask(), clean_val.size(0), clean_val.size(2), clean_val.size(3), o.seed() + 1);
     for (auto& b : inpaint_baselines()) {
-      double val_psnr;
-      double p = tune(b, clean_val, [&](double v) { return opencv_inpaint(b.name, clean_val, known_val, v); }, &val_psnr);
-      double t0 = now_s();
-      auto out = opencv_inpaint(b.name, clean, known, p);
-      rows.push_back({b.name, out, now_s() - t0, {{b.param, p}, {"val_psnr", val_psnr}, {"n_val", clean_val.size(0)}}});
+      add_tuned_baseline(rows, b, clean_val, [&](double p, bool val) {
+        return val ? opencv_inpaint(b.name, clean_val, known_val, p) : opencv_inpaint(b.name, clean, known, p);
+      });
       bar.update(++done, b.name);
     }
   }
