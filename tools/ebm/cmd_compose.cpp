@@ -48,7 +48,7 @@ struct ComposeFlags {
     sf.noise_schedule = "geometric:0.02";
   }
   void add(CLI::App* sub) {
-    sub->add_option("--attr-models", attr_models, "Attribute models, comma-separated")->capture_default_str();
+    sub->add_option("--attr-models,--model", attr_models, "Attribute models, comma-separated")->capture_default_str();
     sub->add_option("--prior", prior, "Unconditional prior energy added once ('none' = no prior)")->capture_default_str();
     sub->add_option("--prior-weight", prior_weight, "Weight of the prior")->capture_default_str();
     sub->add_option("--guidance", guidance, "Scale g on the attribute energies: p(x) * p(c|x)^g")->capture_default_str()->check(CLI::PositiveNumber);
@@ -248,8 +248,11 @@ void add_calibrate(CLI::App* parent, Action& run) {
 void add_compose(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand("compose", "Generate samples of an energy expression, e.g. \"digit=3 & thick\"");
   sub->footer(std::string(kLanguage) +
-              "\nSampling: Langevin from uniform noise with the shared sampler; defaults anneal the\n"
-              "step (0.01 -> 0.001) and the noise (0.1 -> 0.002) geometrically over 300 steps.\n"
+              "\nSampling: the shared Langevin sampler on guidance*E_expr + prior, 200 steps, step 0.01\n"
+              "-> 0.001 and noise 0.1 -> 0.002 (geometric). Chains start (--init data) from random\n"
+              "MNIST fit-split images with N(0, 0.5^2) noise, clipped: short-run chains from noise\n"
+              "(--init uniform) collapse onto blank or blob images with the score-matching prior.\n"
+              "Of guidance 1, 5 and 100 only 100 made chains change digit identity (measured by eye).\n"
               "The grid's JSON sidecar (GRID.json) records everything needed to reproduce it.\n\n"
               "Example: ebm compose --expr \"digit=3 & thick\" --n 64 --out grid.png --save samples.npy");
   static std::string expr, out, save;
