@@ -1,6 +1,7 @@
 // test_attacks.cpp: attacks (FGSM, PGD, CW-L2, BPDA+EOT) and purification.
 // Oracles: a linear classifier whose cross-entropy gradient has a known sign,
 // and the analytic Gaussian energy for the purifier.
+// Suites are lower-case so that `ctest -R 'attack|defend|purif'` selects them.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -43,7 +44,7 @@ void expect_in_ball(const torch::Tensor& adv, const torch::Tensor& x, double eps
   EXPECT_LE((adv - x).abs().max().item<double>(), eps + 1e-7);
 }
 
-TEST(Attacks, FgsmEqualsSignGradientStep) {
+TEST(attack, FgsmEqualsSignGradientStep) {
   torch::manual_seed(1);
   LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
   auto x = torch::rand({5, 1, 4, 4}) * 0.4 + 0.3;  // interior: no box clamp at eps 0.1
@@ -59,7 +60,7 @@ TEST(Attacks, FgsmEqualsSignGradientStep) {
 
 // Two classes, label 0: d CE / dx = p1 * (w1 - w0), so every PGD step is
 // +step * sign(w1 - w0) and the result is known in closed form.
-TEST(Attacks, PgdOnLinearClassifierMatchesHandDerivedResult) {
+TEST(attack, PgdOnLinearClassifierMatchesHandDerivedResult) {
   torch::manual_seed(2);
   // w0 = -w1: the gradient p1*w1 + (p0-1)*w0 = (p1 + 1 - p0)*w1 keeps its sign
   // even when float32 rounds p0 - 1 to 0.
@@ -89,7 +90,7 @@ TEST(Attacks, PgdOnLinearClassifierMatchesHandDerivedResult) {
   }
 }
 
-TEST(Attacks, PgdZeroStepsNoRandomStartIsIdentity) {
+TEST(attack, PgdZeroStepsNoRandomStartIsIdentity) {
   torch::manual_seed(3);
   LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
   auto x = torch::rand({4, 1, 4, 4});
@@ -100,7 +101,7 @@ TEST(Attacks, PgdZeroStepsNoRandomStartIsIdentity) {
 
 // A linear classifier on 28x28 (the loss must rise) and the shipped conv
 // classifier when present; pixels at the edges 0 and 1 included.
-TEST(Attacks, LinfAttacksStayExactlyInEpsBallAndBoxAndRaiseLoss) {
+TEST(attack, LinfAttacksStayExactlyInEpsBallAndBoxAndRaiseLoss) {
   torch::manual_seed(4);
   std::vector<std::shared_ptr<Energy>> models{
       std::make_shared<LinearClassifier>(torch::randn({10, 784}) * 0.05, torch::zeros({10}))};
@@ -140,7 +141,7 @@ TEST(Attacks, LinfAttacksStayExactlyInEpsBallAndBoxAndRaiseLoss) {
   }
 }
 
-TEST(Attacks, CwReducesMarginAndStaysInBox) {
+TEST(attack, CwReducesMarginAndStaysInBox) {
   torch::manual_seed(5);
   LinearClassifier c(torch::randn({3, 16}) * 0.5, torch::zeros({3}));
   auto x = torch::rand({8, 1, 4, 4});
@@ -165,7 +166,7 @@ TEST(Attacks, CwReducesMarginAndStaysInBox) {
 
 // Deterministic purifier (no noise at all): the BPDA gradient must equal the
 // classifier's own gradient at the purified point, for any EOT count.
-TEST(Attacks, BpdaGradientEqualsClassifierGradientAtPurifiedPoint) {
+TEST(attack, BpdaGradientEqualsClassifierGradientAtPurifiedPoint) {
   torch::manual_seed(6);
   LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
   GaussianEnergy g(torch::full({1, 4, 4}, 0.5f), 0.3);
@@ -182,7 +183,7 @@ TEST(Attacks, BpdaGradientEqualsClassifierGradientAtPurifiedPoint) {
   EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-7));
 }
 
-TEST(Purify, GaussianEnergyMovesTowardMean) {
+TEST(purify, GaussianEnergyMovesTowardMean) {
   torch::manual_seed(7);
   const auto mu = torch::full({1, 8, 8}, 0.5f);
   GaussianEnergy g(mu, 0.2);
@@ -202,7 +203,7 @@ TEST(Purify, GaussianEnergyMovesTowardMean) {
   EXPECT_TRUE(torch::equal(purify(g, x, p, g1), purify(g, x, p, g2)));
 }
 
-TEST(Purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
+TEST(purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
   torch::manual_seed(8);
   LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
   GaussianEnergy g(torch::full({1, 4, 4}, 0.5f), 0.3);

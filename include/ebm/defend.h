@@ -12,7 +12,8 @@
 // is a robustness claim. The sanity checks (Athalye et al. 2018; Carlini et
 // al. 2019) run the L-inf PGD of each threat on the first `sanity_n` images:
 //   eps_monotone    robust accuracy does not rise as eps grows (eps/3, 2eps/3, eps)
-//   unbounded       eps = 1 drives accuracy to about 0 (<= unbounded_max)
+//   unbounded       eps = 1 (PGD from the clean image, steps of 2.5/steps) drives
+//                   accuracy to about 0 (<= unbounded_max)
 //   steps_monotone  more attack steps never raise accuracy (steps/4, steps)
 // A failed check is reported (and, for grey-box, expected: it is the sign
 // that the attacker did not see the defence).

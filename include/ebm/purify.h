@@ -29,7 +29,7 @@ struct PurifyOptions {
   /// Langevin noise std per step.
   TORCH_ARG(double, noise) = 0.01;
   /// Std of the Gaussian noise added to the input before the chain (0 = none).
-  TORCH_ARG(double, init_noise) = 0.3;
+  TORCH_ARG(double, init_noise) = 0.2;
   /// Step schedule over the chain (see langevin.h), e.g. geometric:0.1.
   TORCH_ARG(Schedule, step_schedule) = {};
   /// Noise schedule over the chain.
