@@ -70,5 +70,6 @@ void add_inpaint(CLI::App& app, Action& run);
 void add_train(CLI::App& app, Action& run);
 void add_compose(CLI::App& app, Action& run);
 void add_ood(CLI::App& app, Action& run);
+void add_defend(CLI::App& app, Action& run);
 
 }  // namespace ebm::cli

@@ -1,0 +1,229 @@
+// test_attacks.cpp: attacks (FGSM, PGD, CW-L2, BPDA+EOT) and purification.
+// Oracles: a linear classifier whose cross-entropy gradient has a known sign,
+// and the analytic Gaussian energy for the purifier.
+// Suites are lower-case so that `ctest -R 'attack|defend|purif'` selects them.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "ebm/attacks.h"
+#include "ebm/common.h"
+#include "ebm/energy.h"
+#include "ebm/models.h"
+#include "ebm/purify.h"
+
+namespace {
+
+using namespace ebm;
+
+// logits = flatten(x) W^T + b. W: [K,D], b: [K].
+class LinearClassifier : public Energy {
+ public:
+  LinearClassifier(torch::Tensor W, torch::Tensor b) : W_(std::move(W)), b_(std::move(b)) {}
+  torch::Tensor logits(const torch::Tensor& x) override { return torch::addmm(b_, x.flatten(1), W_.t()); }
+  torch::Tensor energy(const torch::Tensor& x) override { return free_energy(logits(x)); }
+  int64_t num_classes() const override { return W_.size(0); }
+  std::string describe() const override { return "linear-classifier"; }
+
+ private:
+  torch::Tensor W_, b_;
+};
+
+torch::Tensor ce(Energy& c, const torch::Tensor& x, const torch::Tensor& y) {
+  torch::NoGradGuard ng;
+  return per_example_ce(c.logits(x), y);
+}
+
+// Exactly inside the eps-ball (as float32 computes x +- eps) and the [0,1] box.
+void expect_in_ball(const torch::Tensor& adv, const torch::Tensor& x, double eps) {
+  EXPECT_TRUE((adv <= x + eps).all().item<bool>());
+  EXPECT_TRUE((adv >= x - eps).all().item<bool>());
+  EXPECT_GE(adv.min().item<double>(), 0.0);
+  EXPECT_LE(adv.max().item<double>(), 1.0);
+  EXPECT_LE((adv - x).abs().max().item<double>(), eps + 1e-7);
+}
+
+TEST(attack, FgsmEqualsSignGradientStep) {
+  torch::manual_seed(1);
+  LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
+  auto x = torch::rand({5, 1, 4, 4}) * 0.4 + 0.3;  // interior: no box clamp at eps 0.1
+  auto y = torch::tensor({0, 1, 2, 0, 1}, torch::kLong);
+  auto xg = x.clone().requires_grad_(true);
+  auto loss = per_example_ce(c.logits(xg), y).sum();
+  auto g = torch::autograd::grad({loss}, {xg})[0];
+  auto adv = fgsm(classifier_model(c), x, y, FgsmOptions().eps(0.1));
+  EXPECT_TRUE(torch::allclose(adv, x + 0.1 * g.sign(), 0, 1e-7));
+  expect_in_ball(adv, x, 0.1);
+  EXPECT_GT(ce(c, adv, y).sum().item<double>(), ce(c, x, y).sum().item<double>());
+}
+
+// Two classes, label 0: d CE / dx = p1 * (w1 - w0), so every PGD step is
+// +step * sign(w1 - w0) and the result is known in closed form.
+TEST(attack, PgdOnLinearClassifierMatchesHandDerivedResult) {
+  torch::manual_seed(2);
+  // w0 = -w1: the gradient p1*w1 + (p0-1)*w0 = (p1 + 1 - p0)*w1 keeps its sign
+  // even when float32 rounds p0 - 1 to 0.
+  auto v = torch::randn({1, 16});
+  auto w = torch::cat({-v, v});
+  auto d = (w[1] - w[0]).sign().view({1, 1, 4, 4});
+  auto y = torch::zeros({1}, torch::kLong);
+  auto x = torch::rand({1, 1, 4, 4});  // anywhere in [0,1]: the box clamp matters
+  {
+    // Never fooled (bias 40 for class 0 beats any 0.3-perturbation of 16
+    // pixels): the last iterate, x + eps*d, clamped to the box.
+    LinearClassifier c(w, torch::tensor({40.f, 0.f}));
+    auto adv = pgd(classifier_model(c), x, y, PgdOptions().eps(0.3).steps(40).step_size(0.01).random_start(false));
+    EXPECT_TRUE(torch::allclose(adv, (x + 0.3 * d).clamp(0, 1), 0, 1e-6));
+    expect_in_ball(adv, x, 0.3);
+  }
+  {
+    // Interior x; margin m0 = 12.5 steps' worth: logit0 - logit1 = m0 - t*0.01*|w1-w0|_1
+    // crosses 0 between t = 12 and 13, so PGD returns the first fooling iterate x + 0.13 d.
+    auto xi = torch::rand({1, 1, 4, 4}) * 0.2 + 0.4;
+    const double l1 = (w[1] - w[0]).abs().sum().item<double>();
+    const double gap = ((w[0] - w[1]) * xi.flatten()).sum().item<double>();  // logit0 - logit1 without bias
+    const float m0 = float(12.5 * 0.01 * l1 - gap);
+    LinearClassifier c(w, torch::tensor({m0, 0.f}));
+    auto adv = pgd(classifier_model(c), xi, y, PgdOptions().eps(0.3).steps(40).step_size(0.01).random_start(false));
+    EXPECT_TRUE(torch::allclose(adv, xi + 0.13 * d, 0, 1e-5)) << (adv - xi).abs().max().item<double>();
+  }
+}
+
+TEST(attack, PgdZeroStepsNoRandomStartIsIdentity) {
+  torch::manual_seed(3);
+  LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
+  auto x = torch::rand({4, 1, 4, 4});
+  auto y = torch::tensor({0, 1, 2, 0}, torch::kLong);
+  auto adv = pgd(classifier_model(c), x, y, PgdOptions().steps(0).random_start(false));
+  EXPECT_TRUE(torch::equal(adv, x));
+}
+
+// A linear classifier on 28x28 (the loss must rise) and the shipped conv
+// classifier when present; pixels at the edges 0 and 1 included.
+TEST(attack, LinfAttacksStayExactlyInEpsBallAndBoxAndRaiseLoss) {
+  torch::manual_seed(4);
+  std::vector<std::shared_ptr<Energy>> models{
+      std::make_shared<LinearClassifier>(torch::randn({10, 784}) * 0.05, torch::zeros({10}))};
+  const std::string shipped = std::string(EBM_SOURCE_DIR) + "/models/mnist-clf";
+  if (std::ifstream(shipped + "/card.json")) models.push_back(load_model(shipped));
+  auto x = torch::rand({6, 1, 28, 28});
+  x.index_put_({torch::indexing::Slice(), 0, 0}, 0.0f);
+  x.index_put_({torch::indexing::Slice(), 0, 1}, 1.0f);
+  for (auto& cp : models) {
+    Energy& c = *cp;
+    // Labels = the model's own predictions: every example starts correctly
+    // classified, so the kept (first misclassified or final) iterates all
+    // carry a higher loss than the clean images.
+    torch::Tensor y;
+    {
+      torch::NoGradGuard ng;
+      y = c.logits(x).argmax(1);
+    }
+    const double base = ce(c, x, y).sum().item<double>();
+    const bool linear = c.describe() == "linear-classifier";
+    // The trained conv net is saturated on noise images (zero loss, zero
+    // gradient): for it only the ball is checked, and at one eps (speed).
+    for (double eps : linear ? std::vector<double>{0.05, 0.3, 1.0} : std::vector<double>{0.3}) {
+      auto a1 = fgsm(classifier_model(c), x, y, FgsmOptions().eps(eps));
+      auto a2 = pgd(classifier_model(c), x, y, PgdOptions().eps(eps).steps(10).step_size(eps / 4).restarts(2).seed(7));
+      Transform noisy = [](const torch::Tensor& xx, at::Generator& g) {
+        return (xx + torch::randn(xx.sizes(), g) * 0.1).clamp(0, 1);
+      };
+      auto a3 = pgd(bpda_eot_model(c, noisy, 3, 5), x, y, PgdOptions().eps(eps).steps(5).step_size(eps / 4));
+      for (const auto& a : {a1, a2, a3}) {
+        expect_in_ball(a, x, eps);
+        if (linear) {
+          EXPECT_GT(ce(c, a, y).sum().item<double>(), base) << " eps " << eps;
+        }
+      }
+    }
+  }
+}
+
+TEST(attack, CwReducesMarginAndStaysInBox) {
+  torch::manual_seed(5);
+  LinearClassifier c(torch::randn({3, 16}) * 0.5, torch::zeros({3}));
+  auto x = torch::rand({8, 1, 4, 4});
+  torch::Tensor y;
+  {
+    torch::NoGradGuard ng;
+    y = c.logits(x).argmax(1);  // correctly classified by construction
+  }
+  auto margin = [&](const torch::Tensor& xx) {
+    torch::NoGradGuard ng;
+    auto z = c.logits(xx);
+    auto oh = torch::one_hot(y, 3).to(torch::kBool);
+    return z.masked_select(oh) - z.masked_fill(oh, -1e9).amax(1);
+  };
+  auto adv = cw_l2(c, x, y, CwOptions().steps(100).binary_search_steps(4).lr(0.05));
+  EXPECT_GE(adv.min().item<double>(), 0.0);
+  EXPECT_LE(adv.max().item<double>(), 1.0);
+  EXPECT_LT(margin(adv).sum().item<double>(), margin(x).sum().item<double>());
+  // Fooled examples are misclassified; a linear 3-class model on 16 pixels is easy.
+  EXPECT_GE((margin(adv) < 0).sum().item<int64_t>(), 6);
+}
+
+// Deterministic purifier (no noise at all): the BPDA gradient must equal the
+// classifier's own gradient at the purified point, for any EOT count.
+TEST(attack, BpdaGradientEqualsClassifierGradientAtPurifiedPoint) {
+  torch::manual_seed(6);
+  LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
+  GaussianEnergy g(torch::full({1, 4, 4}, 0.5f), 0.3);
+  auto p = PurifyOptions().steps(5).step_size(0.02).noise(0).init_noise(0);
+  Energy* ge = &g;
+  Transform t = [ge, p](const torch::Tensor& xx, at::Generator& gen) { return purify(*ge, xx, p, gen); };
+  auto x = torch::rand({4, 1, 4, 4});
+  auto y = torch::tensor({0, 1, 2, 0}, torch::kLong);
+  auto gen = at::detail::createCPUGenerator(0);
+  auto xp = purify(g, x, p, gen);
+  EXPECT_FALSE(torch::allclose(xp, x));  // the purifier does something
+  auto want = classifier_model(c).grad(xp, y, nullptr);
+  auto got = bpda_eot_model(c, t, 3).grad(x, y, nullptr);
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-7));
+}
+
+TEST(purify, GaussianEnergyMovesTowardMean) {
+  torch::manual_seed(7);
+  const auto mu = torch::full({1, 8, 8}, 0.5f);
+  GaussianEnergy g(mu, 0.2);
+  auto x = torch::rand({16, 1, 8, 8});
+  auto gen = at::detail::createCPUGenerator(1);
+  const double d0 = (x - mu).pow(2).mean().item<double>();
+  // grad = (x - mu)/0.04; step 0.01 contracts the distance by 0.75 per step.
+  auto p = PurifyOptions().steps(20).step_size(0.01).noise(0.005).init_noise(0.1);
+  auto xp = purify(g, x, p, gen);
+  EXPECT_LT((xp - mu).pow(2).mean().item<double>(), 0.01 * d0);
+  EXPECT_GE(xp.min().item<double>(), 0.0);
+  EXPECT_LE(xp.max().item<double>(), 1.0);
+  // Zero steps: no purification, not even the initial noise.
+  EXPECT_TRUE(torch::equal(purify(g, x, PurifyOptions().steps(0), gen), x));
+  // Same seed, same draw.
+  auto g1 = at::detail::createCPUGenerator(9), g2 = at::detail::createCPUGenerator(9);
+  EXPECT_TRUE(torch::equal(purify(g, x, p, g1), purify(g, x, p, g2)));
+}
+
+TEST(purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
+  torch::manual_seed(8);
+  LinearClassifier c(torch::randn({3, 16}), torch::zeros({3}));
+  GaussianEnergy g(torch::full({1, 4, 4}, 0.5f), 0.3);
+  auto x = torch::rand({2, 1, 4, 4});
+  auto p = PurifyOptions().steps(3).step_size(0.01).noise(0.01).init_noise(0.2).draws(4);
+  auto ga = at::detail::createCPUGenerator(3), gb = at::detail::createCPUGenerator(3);
+  auto z = purified_logits(c, g, x, p, ga);
+  torch::Tensor sum;
+  for (int k = 0; k < 4; ++k) {
+    auto zk = c.logits(purify(g, x, p.draws(1), gb)).detach();
+    sum = k ? sum + zk : zk;
+  }
+  EXPECT_TRUE(torch::allclose(z, sum / 4, 1e-5, 1e-6));
+  try {
+    purify(g, x, PurifyOptions().init_noise(-0.5), ga);
+    FAIL() << "negative init noise accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("-0.5"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(pgd(classifier_model(c), x, torch::zeros({2}, torch::kLong), PgdOptions().restarts(0)), UsageError);
+}
+
+}  // namespace
