@@ -64,17 +64,26 @@ std::string AffineEnergy::describe() const {
   return s.str();
 }
 
-ClassEnergy::ClassEnergy(EnergyPtr classifier, int64_t cls) : clf_(std::move(classifier)), cls_(cls) {
+ClassEnergy::ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll, double temperature)
+    : clf_(std::move(classifier)), cls_(cls), nll_(nll), t_(temperature) {
+  if (!(temperature > 0)) throw UsageError("class-energy temperature must be > 0, got " + std::to_string(temperature));
   const int64_t k = clf_->num_classes();
   if (cls < 0 || cls >= k)
     throw UsageError("class " + std::to_string(cls) + " out of range for a " + std::to_string(k) +
                      "-class model");
 }
 
-torch::Tensor ClassEnergy::energy(const torch::Tensor& x) { return -clf_->logits(x).select(1, cls_); }
+torch::Tensor ClassEnergy::energy(const torch::Tensor& x) {
+  const auto l = clf_->logits(x) / t_;
+  return nll_ ? -torch::log_softmax(l, 1).select(1, cls_) : -l.select(1, cls_);
+}
 
 std::string ClassEnergy::describe() const {
-  return clf_->describe() + "[class " + std::to_string(cls_) + "]";
+  std::ostringstream s;
+  s << clf_->describe() << (nll_ ? "[-log p(class " : "[-logit(class ") << cls_ << (nll_ ? "|x)" : ")");
+  if (t_ != 1.0) s << ", T=" << t_;
+  s << "]";
+  return s.str();
 }
 
 EnergyPtr make_and(std::vector<EnergyPtr> terms) {

@@ -24,13 +24,14 @@ namespace ebm {
 // ================================================================ scores
 
 const std::vector<std::string>& score_names() {
-  static const std::vector<std::string> names{"energy", "msp", "maxlogit", "grad-norm", "energy-complexity"};
+  static const std::vector<std::string> names{"energy", "msp", "maxlogit", "grad-norm", "energy-complexity",
+                                              "combined"};
   return names;
 }
 
 std::vector<std::string> scores_for(const Energy& e) {
   if (e.num_classes() > 0) return score_names();
-  return {"energy", "grad-norm", "energy-complexity"};
+  return {"energy", "grad-norm", "energy-complexity", "combined"};
 }
 
 std::string canonical_score(const std::string& score) { return score == "free-energy" ? "energy" : score; }
@@ -38,7 +39,7 @@ std::string canonical_score(const std::string& score) { return score == "free-en
 void check_score(const std::string& score, const Energy& e) {
   const auto& all = score_names();
   if (score != "free-energy" && std::find(all.begin(), all.end(), score) == all.end())
-    throw UsageError("unknown OOD score '" + score + "' (use energy, msp, maxlogit, grad-norm or all)");
+    throw UsageError("unknown OOD score '" + score + "' (use energy, msp, maxlogit, grad-norm, energy-complexity, combined or all)");
   if ((score == "msp" || score == "maxlogit" || score == "free-energy") && e.num_classes() <= 0)
     throw UsageError("score '" + score + "' needs a classifier (logits), but " + e.describe() +
                      " is an energy model; use energy or grad-norm");
@@ -55,7 +56,8 @@ std::vector<std::string> parse_scores(const std::string& spec, const Energy& e) 
     s = canonical_score(s);
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
-  if (out.empty()) throw UsageError("no OOD score given (use energy, msp, maxlogit, grad-norm or all)");
+  if (out.empty())
+    throw UsageError("no OOD score given (use energy, msp, maxlogit, grad-norm, energy-complexity, combined or all)");
   return out;
 }
 
@@ -112,8 +114,18 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
   }
   auto want = [&](const char* s) { return std::find(canon.begin(), canon.end(), s) != canon.end(); };
   const bool clf = e.num_classes() > 0;
-  const bool complexity = want("energy-complexity");
+  const bool combined = want("combined");
+  if (combined && !o.combined().fitted)
+    throw UsageError("score 'combined' needs its standardisation fitted on in-distribution validation data "
+                     "(fit_combined_stats); `ood eval` and `ood calibrate` do this themselves");
+  const bool complexity = want("energy-complexity") || combined;
   const bool need_plain = !clf && (want("energy") || complexity);
+  const CombinedStats& z = o.combined();
+  // energy-complexity, gated by the largest validation energy (see ood.h)
+  auto combine = [&](const torch::Tensor& en, const torch::Tensor& ec) {
+    return torch::where(en > z.energy_max, CombinedStats::kGate + (en - z.energy_mean) / z.energy_sd,
+                        (ec - z.complexity_mean) / z.complexity_sd);
+  };
   const bool need_grad = want("grad-norm");
   const double T = o.temperature();
   const int64_t N = x.size(0);
@@ -129,8 +141,13 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
       // float64 logits: msp near 1 and large free energies keep their resolution.
       const auto L = e.logits(xb).to(torch::kFloat64);
       TORCH_CHECK(L.dim() == 2 && L.size(0) == xb.size(0), "logits must be [B,K], got ", L.sizes());
-      if (want("energy")) parts["energy"].push_back(free_energy(L, T));
-      if (complexity) parts["energy-complexity"].push_back(free_energy(L, T) - png_complexity_nats(xb));
+      const auto fe = free_energy(L, T);
+      if (want("energy")) parts["energy"].push_back(fe);
+      if (complexity) {
+        const auto ec = fe - png_complexity_nats(xb);
+        parts["energy-complexity"].push_back(ec);
+        if (combined) parts["combined"].push_back(combine(fe, ec));
+      }
       if (want("msp")) parts["msp"].push_back(-std::get<0>(torch::softmax(L, 1).max(1)));
       if (want("maxlogit")) parts["maxlogit"].push_back(-std::get<0>(L.max(1)));
       preds.push_back(L.argmax(1));
@@ -138,7 +155,11 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
       torch::NoGradGuard ng;
       const auto en = e.energy(xb).to(torch::kFloat64);
       if (want("energy")) parts["energy"].push_back(en);
-      if (complexity) parts["energy-complexity"].push_back(en - png_complexity_nats(xb));
+      if (complexity) {
+        const auto ec = en - png_complexity_nats(xb);
+        parts["energy-complexity"].push_back(ec);
+        if (combined) parts["combined"].push_back(combine(en, ec));
+      }
     }
     if (need_grad) {
       const auto g = energy_grad(grad_energy, xb);
@@ -157,6 +178,68 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
   return out;
 }
 
+json CombinedStats::to_json() const {
+  return {{"energy", {{"mean", energy_mean}, {"sd", energy_sd}, {"max", energy_max}}},
+          {"energy-complexity", {{"mean", complexity_mean}, {"sd", complexity_sd}}},
+          {"fitted_on", fitted_on},
+          {"rule", "combined = energy > energy.max ? 1e6 + (energy - energy.mean)/energy.sd "
+                   ": (energy-complexity - energy-complexity.mean)/energy-complexity.sd"}};
+}
+
+CombinedStats CombinedStats::from_json(const json& j, const std::string& source) {
+  auto bad = [&](const std::string& why) { return DataError(source + ": combined-score statistics: " + why); };
+  CombinedStats z;
+  auto read = [&](const char* key, double& mean, double& sd) {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_object()) throw bad(std::string("missing \"") + key + "\"");
+    const auto& k = j[key];
+    if (!k.contains("mean") || !k["mean"].is_number() || !k.contains("sd") || !k["sd"].is_number())
+      throw bad(std::string("\"") + key + "\" needs numeric \"mean\" and \"sd\"");
+    mean = k["mean"];
+    sd = k["sd"];
+    if (!std::isfinite(mean) || !(sd > 0) || !std::isfinite(sd))
+      throw bad(std::string("\"") + key + "\" has mean " + k["mean"].dump() + ", sd " + k["sd"].dump() +
+                " (sd must be finite and > 0)");
+  };
+  read("energy", z.energy_mean, z.energy_sd);
+  if (!j["energy"].contains("max") || !j["energy"]["max"].is_number()) throw bad("\"energy\" needs a numeric \"max\"");
+  z.energy_max = j["energy"]["max"];
+  read("energy-complexity", z.complexity_mean, z.complexity_sd);
+  z.fitted_on = j.value("fitted_on", "");
+  z.fitted = true;
+  return z;
+}
+
+CombinedStats fit_combined_stats(Energy& e, const torch::Tensor& x_val, const ScoreOptions& o) {
+  if (x_val.dim() != 4 || x_val.size(0) < 2)
+    throw UsageError("fitting the combined score needs >= 2 validation images [N,C,H,W], got " +
+                     std::to_string(x_val.dim() == 4 ? x_val.size(0) : 0));
+  const auto s = compute_scores(e, x_val, {"energy", "energy-complexity"}, o);
+  CombinedStats z;
+  auto stats = [](const torch::Tensor& t, double& mean, double& sd) {
+    mean = t.mean().item<double>();
+    sd = t.std().item<double>();
+    if (!(sd > 0)) throw DataError("the validation scores are constant; the combined score cannot be standardised");
+  };
+  stats(s.at("energy"), z.energy_mean, z.energy_sd);
+  z.energy_max = s.at("energy").max().item<double>();
+  stats(s.at("energy-complexity"), z.complexity_mean, z.complexity_sd);
+  z.fitted = true;
+  return z;
+}
+
+CombinedStats fit_combined_stats(Energy& e, const std::string& in, const std::string& split, int64_t n,
+                                 const ScoreOptions& o, const std::string& root) {
+  if (split == "test") throw UsageError("fitting the combined score on the test split would leak into evaluation");
+  DatasetOptions d;
+  d.split = split;
+  d.n = n;
+  d.root = root;
+  const Dataset val = load_dataset(in, d);
+  CombinedStats z = fit_combined_stats(e, val.images, o);
+  z.fitted_on = in + "/" + val.split + " (" + std::to_string(val.size()) + " images)";
+  return z;
+}
+
 torch::Tensor ood_score(Energy& e, const torch::Tensor& x, const std::string& score, const ScoreOptions& o) {
   return compute_scores(e, x, {score}, o).at(score);
 }
@@ -173,6 +256,9 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   ScoreOptions so;
   so.temperature(o.temperature()).batch(o.batch());
   e.set_training(false);
+  // The combined score's scales come from the validation split, never from test or OOD data.
+  if (std::find(o.scores().begin(), o.scores().end(), "combined") != o.scores().end())
+    so.combined(fit_combined_stats(e, o.in(), "val", -1, so, o.root()));
 
   DatasetOptions din;
   din.split = "test";
@@ -219,6 +305,7 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
     r.temperature = o.temperature();
     r.in_scores = s_in.at(score);
     r.mean_score_in = r.in_scores.mean().item<double>();
+    if (score == "combined") r.combined = so.combined();
     r.accuracy = accuracy;
     const auto vin = to_vector(r.in_scores);
     for (size_t j = 0; j < outs.size(); ++j) {
@@ -258,6 +345,7 @@ json OodReport::to_json() const {
   j["n_in"] = n_in;
   j["temperature"] = temperature;
   j["mean_score_in"] = mean_score_in;
+  if (combined.fitted) j["combined_stats"] = combined.to_json();
   json arr = json::array();
   for (const auto& x : ood) {
     json o{{"name", x.name}, {"n", x.n}};
@@ -345,19 +433,20 @@ std::string format_table(const std::vector<OodReport>& reports) {
             << "]  FPR95 [" << fmt("%.4f", x.ci.fpr95[0]) << ", " << fmt("%.4f", x.ci.fpr95[1]) << "]\n";
     return out.str();
   }
-  // Side by side: AUROC and FPR95 of every score.
-  const size_t cw = 16;
+  // Side by side: AUROC and FPR95 of every score; a column is as wide as its label needs.
+  std::vector<size_t> cw;
+  for (const auto& r : reports) cw.push_back(std::max<size_t>(16, score_label(r).size() + 2));
   out << pad_right("", nw);
-  for (const auto& r : reports) out << pad_left(score_label(r), cw);
+  for (size_t i = 0; i < reports.size(); ++i) out << pad_left(score_label(reports[i]), cw[i]);
   out << pad_left("n", 8) << "\n" << pad_right("OOD", nw);
-  for (size_t i = 0; i < reports.size(); ++i) out << pad_left("AUROC", 8) << pad_left("FPR95", 8);
+  for (size_t i = 0; i < reports.size(); ++i) out << pad_left("AUROC", cw[i] - 8) << pad_left("FPR95", 8);
   out << pad_left("", 8) << "\n";
   for (size_t j = 0; j <= r0.ood.size(); ++j) {
     const bool mean = j == r0.ood.size();
     out << pad_right(mean ? "mean" : r0.ood[j].name, nw);
-    for (const auto& r : reports) {
-      const OodMetrics& m = mean ? r.mean : r.ood[j].metrics;
-      out << pad_left(fmt("%.4f", m.auroc), 8) << pad_left(fmt("%.4f", m.fpr95), 8);
+    for (size_t i = 0; i < reports.size(); ++i) {
+      const OodMetrics& m = mean ? reports[i].mean : reports[i].ood[j].metrics;
+      out << pad_left(fmt("%.4f", m.auroc), cw[i] - 8) << pad_left(fmt("%.4f", m.fpr95), 8);
     }
     out << pad_left(std::to_string(mean ? r0.mean.n_ood : r0.ood[j].n), 8) << "\n";
   }
@@ -739,7 +828,7 @@ double Detector::p_value(double s) const {
 json Detector::to_json() const {
   int64_t accepted = 0;
   for (double v : val_scores) accepted += v <= threshold;
-  return {{"format", "ebmkit-ood-detector"},
+  json j{{"format", "ebmkit-ood-detector"},
           {"version", 1},
           {"model", model},
           {"model_hash", model_hash},
@@ -754,6 +843,8 @@ json Detector::to_json() const {
           {"rule", "ood = score > threshold; p_value = (1 + #{val_scores >= score}) / (n_val + 1); "
                    "score: higher = more OOD"},
           {"val_scores", val_scores}};
+  if (combined.fitted) j["combined_stats"] = combined.to_json();
+  return j;
 }
 
 Detector Detector::from_json(const json& j, const std::string& source) {
@@ -791,6 +882,10 @@ Detector Detector::from_json(const json& j, const std::string& source) {
     d.val_scores.push_back(v.get<double>());
   }
   if (d.val_scores.empty()) throw bad("val_scores is empty");
+  if (d.score == "combined") {
+    if (!j.contains("combined_stats")) throw bad("score \"combined\" but no \"combined_stats\"");
+    d.combined = CombinedStats::from_json(j["combined_stats"], "detector '" + source + "'");
+  }
   if (!std::is_sorted(d.val_scores.begin(), d.val_scores.end())) throw bad("val_scores are not sorted ascending");
   if (j.contains("n_val") && j["n_val"] != d.n_val())
     throw bad("n_val " + j["n_val"].dump() + " but " + std::to_string(d.n_val()) + " val_scores");
@@ -840,11 +935,16 @@ Detector calibrate(Energy& e, const CalibrateOptions& o) {
   const Dataset val = load_dataset(o.in(), dopt);
   if (val.size() == 0) throw DataError("calibration set '" + o.in() + "' (" + o.split() + ") is empty");
   e.set_training(false);
+  auto so = ScoreOptions().temperature(o.temperature()).batch(o.batch());
+  // "combined" is standardised on the same validation images its threshold is fitted on.
+  if (canonical_score(o.score()) == "combined") {
+    so.combined(fit_combined_stats(e, val.images, so));
+    so.combined().fitted_on = o.in() + "/" + val.split + " (" + std::to_string(val.size()) + " images)";
+  }
   std::unique_ptr<Progress> bar;
   if (o.progress()) bar = std::make_unique<Progress>("ood calibrate", val.size(), 5.0);
   int64_t done = 0;
-  const auto s = compute_scores(e, val.images, {o.score()},
-                                ScoreOptions().temperature(o.temperature()).batch(o.batch()), [&](int64_t k) {
+  const auto s = compute_scores(e, val.images, {o.score()}, so, [&](int64_t k) {
                                   done += k;
                                   if (bar) bar->update(done);
                                 }).at(o.score());
@@ -854,6 +954,7 @@ Detector calibrate(Energy& e, const CalibrateOptions& o) {
   d.temperature = o.temperature();
   d.in = o.in();
   d.split = val.split;
+  d.combined = so.combined();
   return d;
 }
 
@@ -893,7 +994,8 @@ json Prediction::to_json(const std::string& score_name) const {
 
 std::vector<Prediction> predict(const Detector& d, Energy& e, const torch::Tensor& x, int64_t batch) {
   e.set_training(false);
-  const auto s = to_vector(ood_score(e, x, d.score, ScoreOptions().temperature(d.temperature).batch(batch)));
+  const auto s = to_vector(
+      ood_score(e, x, d.score, ScoreOptions().temperature(d.temperature).batch(batch).combined(d.combined)));
   std::vector<Prediction> out;
   for (size_t i = 0; i < s.size(); ++i) out.push_back({int64_t(i), s[i], d.is_ood(s[i]), d.p_value(s[i])});
   return out;

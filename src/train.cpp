@@ -193,6 +193,8 @@ void validate(const TrainOptions& o) {
     throw UsageError("--lr-schedule must be constant or cosine, got '" + o.lr_schedule() + "'");
   if (o.augment_shift() < 0 || o.augment_shift() > 8)
     throw UsageError("--augment-shift must be in 0..8, got " + std::to_string(o.augment_shift()));
+  if (!(o.noise_augment() >= 0 && o.noise_augment() <= 1))
+    throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
   if (o.task() == "energy-finetune" && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
 }
@@ -318,6 +320,10 @@ TrainResult train(const TrainOptions& o) {
     auto x = fit.images.index_select(0, idx);
     if (o.augment_shift() > 0) x = random_shift(x, o.augment_shift(), gen);
     if (o.data_noise() > 0) x = x + o.data_noise() * torch::randn(x.sizes(), gen);
+    if (o.noise_augment() > 0) {
+      const auto sd = o.noise_augment() * torch::rand({x.size(0), 1, 1, 1}, gen);
+      x = (x + sd * torch::randn(x.sizes(), gen)).clamp(0, 1);
+    }
     torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
 
     torch::Tensor loss, e_pos, e_neg;
@@ -471,7 +477,7 @@ TrainResult train(const TrainOptions& o) {
   nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"lr_schedule", o.lr_schedule()},
                       {"augment_shift", o.augment_shift()}, {"beta1", o.beta1()},
                       {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
-                      {"data_noise", o.data_noise()}};
+                      {"data_noise", o.data_noise()}, {"noise_augment", o.noise_augment()}};
   if (is_pcd(task))
     opts.update({{"buffer_size", o.buffer_size()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
@@ -488,6 +494,10 @@ TrainResult train(const TrainOptions& o) {
                  {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts}, {"metrics", metrics},
                  {"ebmkit_version", version()}};
   if (!labels.info.is_null()) model->card["attribute"] = labels.info;
+  // How composition reads E(x|c) (compose.h, ClassEnergy): a JEM-trained model's
+  // logit -f(x)[c]; a purely discriminative one's -log p(c|x), to which
+  // composition adds an unconditional prior.
+  if (task == "attribute") model->card["class_energy"] = o.gen_weight() > 0 ? "logit" : "nll";
   save_model(o.out(), *model);
   TrainResult r;
   r.card = model->card;

@@ -93,7 +93,11 @@ void classifier_scores_have_closed_forms() {
   auto g = at::detail::createCPUGenerator(1);
   const auto x = torch::rand({7, 1, 5, 5}, g);
   const auto L = e.logits(x).to(torch::kFloat64);
-  const auto s = compute_scores(e, x, score_names(), ScoreOptions().temperature(2.0).batch(3));
+  // Every score but "combined" (it needs fitted statistics; tested on its own below).
+  std::vector<std::string> names;
+  for (const auto& n : score_names())
+    if (n != "combined") names.push_back(n);
+  const auto s = compute_scores(e, x, names, ScoreOptions().temperature(2.0).batch(3));
   EXPECT_TRUE(torch::allclose(s.at("energy"), -2.0 * torch::logsumexp(L / 2.0, 1), 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(s.at("msp"), -std::get<0>(torch::softmax(L, 1).max(1)), 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(s.at("maxlogit"), -std::get<0>(L.max(1)), 1e-6, 1e-6));
@@ -133,7 +137,7 @@ void energy_model_scores_and_errors() {
   EXPECT_THROW(ood_score(e, x, "maxlogit"), UsageError);
   EXPECT_THROW(ood_score(e, x, "likelihood"), UsageError);
   EXPECT_THROW(ood_score(e, x, "energy", ScoreOptions().temperature(0)), UsageError);
-  EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "grad-norm", "energy-complexity"}));
+  EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "grad-norm", "energy-complexity", "combined"}));
   // energy-complexity = energy - PNG length in nats; a constant image compresses
   // better than noise, so its complexity is smaller.
   const auto ec = compute_scores(e, x, {"energy", "energy-complexity"});
@@ -187,6 +191,58 @@ TEST(OodScores, SignConventionNoiseIsMoreOod) {
   EXPECT_TRUE(torch::allclose(reports[0].in_scores, ood_score(e, test.images, "energy"), 0, 1e-9));
   EXPECT_TRUE(std::isnan(reports[0].accuracy));  // no classifier
   EXPECT_FALSE(reports[0].to_json().contains("classifier"));
+}
+
+TEST(OodScores, CombinedIsComplexityScoreGatedByTheLargestValidationEnergy) {
+  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  DatasetOptions v;
+  v.split = "val";
+  v.n = 300;
+  const auto val = load_dataset("mnist", v).images;
+  GaussianEnergy e(val.mean(0), 0.3);
+  // Unfitted: a usage error that says how to fit it.
+  EXPECT_THROW(ood_score(e, val, "combined"), UsageError);
+  EXPECT_THROW(fit_combined_stats(e, "mnist", "test", 100), UsageError);  // never on test
+
+  // The statistics are plain mean / sd / max of the two component scores (oracle: torch).
+  const CombinedStats z = fit_combined_stats(e, val);
+  const auto en = ood_score(e, val, "energy"), ec = ood_score(e, val, "energy-complexity");
+  EXPECT_NEAR(z.energy_mean, en.mean().item<double>(), 1e-9);
+  EXPECT_NEAR(z.energy_sd, en.std().item<double>(), 1e-9);
+  EXPECT_NEAR(z.energy_max, en.max().item<double>(), 1e-9);
+  EXPECT_NEAR(z.complexity_mean, ec.mean().item<double>(), 1e-9);
+  EXPECT_NEAR(z.complexity_sd, ec.std().item<double>(), 1e-9);
+
+  // Validation images are never gated: their combined score is the z of energy-complexity.
+  const auto so = ScoreOptions().combined(z);
+  const auto c_val = ood_score(e, val, "combined", so);
+  EXPECT_TRUE(torch::allclose(c_val, (ec - z.complexity_mean) / z.complexity_sd, 0, 1e-9));
+  // Uniform noise lies far beyond the Gaussian's largest validation energy: every image is gated
+  // and outranks every ungated one.
+  auto gen = at::detail::createCPUGenerator(3);
+  const auto noise = torch::rand({50, 1, 28, 28}, gen);
+  const auto c_noise = ood_score(e, noise, "combined", so);
+  const auto en_noise = ood_score(e, noise, "energy");
+  ASSERT_TRUE(en_noise.gt(z.energy_max).all().item<bool>());
+  EXPECT_TRUE(torch::allclose(c_noise, CombinedStats::kGate + (en_noise - z.energy_mean) / z.energy_sd, 0, 1e-6));
+  EXPECT_GT(c_noise.min().item<double>(), c_val.max().item<double>());
+
+  // Reports and detectors carry the statistics; a detector without them is refused.
+  Detector d = fit_detector(c_val, 95);
+  d.model = "m";
+  d.model_hash = "0123";
+  d.score = "combined";
+  d.combined = z;
+  const Detector back = Detector::from_json(d.to_json());
+  EXPECT_TRUE(back.combined.fitted);
+  EXPECT_DOUBLE_EQ(back.combined.energy_max, z.energy_max);
+  EXPECT_DOUBLE_EQ(back.combined.complexity_sd, z.complexity_sd);
+  json j = d.to_json();
+  j.erase("combined_stats");
+  EXPECT_THROW(Detector::from_json(j, "x.json"), DataError);
+  j = d.to_json();
+  j["combined_stats"]["energy"]["sd"] = 0;
+  EXPECT_THROW(Detector::from_json(j, "x.json"), DataError);
 }
 
 // ---------------------------------------------------------------- calibration
@@ -368,7 +424,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
                      .seed(9)
                      .progress(false);
   const auto reports = evaluate_ood(*e, o);
-  ASSERT_EQ(reports.size(), 5u);
+  ASSERT_EQ(reports.size(), 6u);
   for (const auto& r : reports) {
     EXPECT_EQ(r.n_in, 120);
     ASSERT_EQ(r.ood.size(), 3u);
@@ -399,7 +455,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   EXPECT_EQ(one["ood"][0]["name"], "fashion-mnist");
   EXPECT_TRUE(one["classifier"]["accuracy"].is_number());
   const json all = reports_json(reports);
-  ASSERT_EQ(all["scores"].size(), 5u);
+  ASSERT_EQ(all["scores"].size(), 6u);
   EXPECT_EQ(all["scores"][3]["score"], "grad-norm");
   EXPECT_EQ(reports_json({reports[0]}), one);
 
@@ -410,10 +466,10 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   const auto single = format_table({reports[0]});
   for (const char* s : {"AUPR-In", "AUPR-Out", "mean"}) EXPECT_NE(single.find(s), std::string::npos) << s;
   const auto csv = format_csv(reports);
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 5 * 4);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 6 * 4);
   EXPECT_NE(format_markdown(reports).find("| OOD |"), std::string::npos);
   const auto pngs = write_ood_plots(reports, root + "/plots/sub");
-  EXPECT_EQ(pngs.size(), 5u * 3 + 5);
+  EXPECT_EQ(pngs.size(), 6u * 3 + 6);
   for (const auto& p : pngs) {
     const auto img = read_tensor(p);
     EXPECT_EQ(img.dim(), 2) << p;
@@ -445,13 +501,13 @@ TEST(OodCli, EvalCalibratePredict) {
                       " --csv " + root + "/r.csv > " + root + "/r.json" + q), 0)
       << slurp(root + "/err");
   const json r = json::parse(slurp(root + "/r.json"));
-  ASSERT_EQ(r["scores"].size(), 5u);
+  ASSERT_EQ(r["scores"].size(), 6u);
   EXPECT_EQ(r["scores"][0]["score"], "energy");
   EXPECT_EQ(r["scores"][0]["ood"][1]["name"], "constant");
   EXPECT_EQ(r["scores"][0]["n_in"], 100);
   EXPECT_NE(slurp(root + "/err").find("mean"), std::string::npos);
   const auto csv = slurp(root + "/r.csv");
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 5 * 3);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 6 * 3);
 
   ASSERT_EQ(run(ebm + " ood calibrate --model " + m + " --in mnist --percentile 90 --out " + root + "/det.json > /dev/null" + q), 0)
       << slurp(root + "/err");

@@ -51,17 +51,24 @@ class AffineEnergy : public Energy {
   double shift_, scale_;
 };
 
-/// Class-conditional energy of a classifier: E(x|c) = -logits(x)[c]
-/// (JEM's E(x,y) = -f(x)[y]). The classifier must have num_classes() > c.
+/// Class-conditional energy of a classifier, in one of two readings:
+///   logit: E(x|c) = -logits(x)[c] / T          (JEM's E(x,y) = -f(x)[y])
+///   nll:   E(x|c) = -log softmax(logits(x)/T)[c] = -log p(c|x)
+/// The nll reading is the energy of the attribute given the image; adding an
+/// unconditional prior E(x) gives -log p(x|c) up to a constant (Bayes), and its
+/// scale is calibrated by the temperature T (temperature scaling, Guo et al.
+/// 2017). The classifier must have num_classes() > c; T > 0.
 class ClassEnergy : public Energy {
  public:
-  ClassEnergy(EnergyPtr classifier, int64_t cls);
+  ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll = false, double temperature = 1.0);
   torch::Tensor energy(const torch::Tensor& x) override;
   std::string describe() const override;
 
  private:
   EnergyPtr clf_;
   int64_t cls_;
+  bool nll_;
+  double t_;
 };
 
 // Convenience builders.

@@ -12,6 +12,15 @@
 //              input-gradient norm; the only score that needs autograd)
 //   energy-complexity  energy minus the input's PNG length in nats (Serra et al.
 //              2020's complexity-corrected score; see png_complexity_nats)
+//   combined   energy-complexity, gated by the energy: an input whose energy
+//              exceeds every in-distribution VALIDATION energy (E > E_val_max)
+//              scores GATE + (E - mean)/sd, above any ungated value; every other
+//              input scores (energy-complexity - mean)/sd. Energy alone catches
+//              inputs far from the data (noise) but favours simple images (MNIST
+//              under a Fashion-MNIST model, constants); the complexity-corrected
+//              score catches those but is swamped by the PNG length of noise.
+//              The gate costs ~1/(n_val+1) of in-distribution inputs (conformal),
+//              and every statistic comes from the validation split: no OOD data.
 //   free-energy  an alias of "energy" for classifiers (DESIGN.md's CLI name);
 //              reports and detectors call it "energy".
 // msp, maxlogit and free-energy on a non-classifier are a UsageError.
@@ -69,11 +78,29 @@ void check_score(const std::string& score, const Energy& e);
 /// duplicates dropped).
 std::vector<std::string> parse_scores(const std::string& spec, const Energy& e);
 
+/// The standardisation of the "combined" score, fitted on in-distribution
+/// validation images only (fit_combined_stats).
+struct CombinedStats {
+  /// Added to the z-score of gated inputs: above any z-score of energy-complexity.
+  static constexpr double kGate = 1e6;
+  double energy_mean = 0, energy_sd = 1;
+  double energy_max = 0;  // the gate: largest validation energy
+  double complexity_mean = 0, complexity_sd = 1;
+  bool fitted = false;
+  /// {"energy":{"mean","sd","max"},"energy-complexity":{"mean","sd"},"fitted_on","rule"}
+  json to_json() const;
+  /// DataError naming `source` on a missing field or a non-positive sd.
+  static CombinedStats from_json(const json& j, const std::string& source);
+  std::string fitted_on;  // e.g. "fashion-mnist/val (5000 images)"
+};
+
 struct ScoreOptions {
   /// T of the classifier free energy -T*logsumexp(logits/T) ("energy", "grad-norm"). T > 0.
   TORCH_ARG(double, temperature) = 1.0;
   /// Images per forward pass.
   TORCH_ARG(int64_t, batch) = 256;
+  /// Needed by "combined" only (a UsageError when it is not fitted).
+  TORCH_ARG(CombinedStats, combined) = {};
 };
 
 /// Scores of several kinds in one pass over the data (logits computed once per
@@ -91,6 +118,13 @@ struct ScoreSet {
 /// score is NaN/Inf.
 ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std::string>& scores,
                         const ScoreOptions& o = {}, const std::function<void(int64_t)>& on_images = {});
+
+/// Mean and sd of energy and energy-complexity, and the largest energy, on x_val [N,C,H,W] (in-distribution
+/// validation images; N >= 2), for the "combined" score.
+CombinedStats fit_combined_stats(Energy& e, const torch::Tensor& x_val, const ScoreOptions& o = {});
+/// Load `split` of dataset `in` (at most n images, -1 = all) and fit on it.
+CombinedStats fit_combined_stats(Energy& e, const std::string& in, const std::string& split, int64_t n,
+                                 const ScoreOptions& o = {}, const std::string& root = "");
 
 /// One score: x [N,C,H,W] -> [N] float64.
 torch::Tensor ood_score(Energy& e, const torch::Tensor& x, const std::string& score, const ScoreOptions& o = {});
@@ -136,6 +170,8 @@ struct OodReport {
   int64_t n_in = 0;
   double temperature = 1.0;
   double mean_score_in = 0;
+  /// For "combined": its standardisation (fitted on the validation split).
+  CombinedStats combined;
   torch::Tensor in_scores;  // [n_in] float64
   std::vector<OodSetResult> ood;
   /// Unweighted mean of each metric over the OOD sets (n_ood = total OOD images).
@@ -198,6 +234,7 @@ struct Detector {
   double threshold = 0.0;  // OOD iff score > threshold
   std::string in, split;   // calibration data
   std::vector<double> val_scores;  // sorted ascending
+  CombinedStats combined;          // for score "combined" (fitted on the same split)
 
   int64_t n_val() const { return static_cast<int64_t>(val_scores.size()); }
   bool is_ood(double s) const { return s > threshold; }

@@ -92,7 +92,9 @@ struct RestoreEvalOptions {
 std::vector<std::string> ebm_denoise_methods();
 /// EBM inpainters: reference (the reference inpaint_with_ebm, known pixels exact) and
 /// annealed (Langevin with step and noise annealed geometrically from sigma 0.5 to 0.03,
-/// then one Tweedie step on the missing pixels).
+/// then one Tweedie step on the missing pixels) and tweedie (iterated noise + Tweedie
+/// denoising at sigma 0.4 -> 0.02 with the known pixels pasted back after every step;
+/// the chains are averaged, an estimate of the posterior mean).
 std::vector<std::string> ebm_inpaint_methods();
 
 /// Run one EBM denoiser: y [N,1,H,W] noisy in [0,1], sigma the noise std -> [N,1,H,W].

@@ -57,6 +57,11 @@ struct TrainOptions {
   /// Random translation of data batches by up to this many pixels (0 = off);
   /// a standard augmentation for the classifier tasks.
   TORCH_ARG(int64_t, augment_shift) = 0;
+  /// Per-image Gaussian noise of std ~ U(0, noise_augment) on data batches,
+  /// clipped to [0,1] (0 = off). For classifier/attribute tasks whose input
+  /// gradients guide Langevin chains: the chains pass through noisy images, so
+  /// the classifier must be right about them too (classifier guidance).
+  TORCH_ARG(double, noise_augment) = 0.0;
   /// Clip the parameter-gradient norm (0 = off).
   TORCH_ARG(double, clip_grad_norm) = 1.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).

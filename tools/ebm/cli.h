@@ -68,6 +68,7 @@ void add_sample(CLI::App& app, Action& run);
 void add_denoise(CLI::App& app, Action& run);
 void add_inpaint(CLI::App& app, Action& run);
 void add_train(CLI::App& app, Action& run);
+void add_compose(CLI::App& app, Action& run);
 void add_ood(CLI::App& app, Action& run);
 void add_defend(CLI::App& app, Action& run);
 

@@ -22,6 +22,11 @@ const char* kScoreHelp =
     "  msp        minus the max softmax probability (classifiers only; Hendrycks & Gimpel)\n"
     "  maxlogit   minus the max logit (classifiers only)\n"
     "  grad-norm  L2 norm of grad_x E(x) per image (JEM-style; needs autograd, slower)\n"
+    "  energy-complexity  energy minus the image's PNG length in nats (Serra et al. 2020):\n"
+    "             corrects the energy's preference for simple images\n"
+    "  combined   max of the z-scores of energy and energy-complexity, each standardised on\n"
+    "             the in-distribution VALIDATION split (no OOD data): flags inputs either score\n"
+    "             finds unusual; the standardisation is stored in reports and detectors\n"
     "  all        every score that applies to the model, side by side\n"
     "  (free-energy is accepted as another name of energy for classifiers)\n";
 
@@ -49,7 +54,7 @@ void add_eval(CLI::App* ood, Action& run) {
   sub->add_option("--ood", oods, "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
       ->required()
       ->delimiter(',');
-  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | all, or a comma list (default: the model card's default_score, else energy)");
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined | all, or a comma list (default: the model card's default_score, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--n-in", n_in, "At most N in-distribution test images (-1 = all)")->capture_default_str();
@@ -129,7 +134,7 @@ void add_calibrate(CLI::App* ood, Action& run) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", out, "Detector JSON to write")->required();
-  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm (default: the card's default_score, its first if several, else energy)");
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined (default: the card's default_score, its first if several, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--n", n, "At most N validation images (-1 = all)")->capture_default_str();

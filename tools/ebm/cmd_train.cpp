@@ -31,6 +31,7 @@ void add_train(CLI::App& app, Action& run) {
                 sgld_noise = 0.005, sgld_clip = 0.03, l2 = 0.1, gen_weight = 1.0, ft_weight = 0.1;
   static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant";
   static int64_t augment_shift = 0;
+  static double noise_augment = 0.0;
   static std::vector<double> sigmas{0.1, 0.2, 0.3};
   static bool resume = false, dsm_clip = false;
   static Common c;
@@ -52,6 +53,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--augment-shift", augment_shift, "Random translation of data by up to K pixels (classifiers)")->capture_default_str();
   sub->add_option("--clip-grad-norm", clip, "Parameter gradient norm clip (0 = off)")->capture_default_str();
   sub->add_option("--data-noise", data_noise, "Gaussian noise std on data (dequantisation)")->capture_default_str();
+  sub->add_option("--noise-augment", noise_augment, "Per-image noise std ~ U(0,S) on data, clipped (classifier guidance)")->capture_default_str();
   sub->add_option("--buffer-size", buffer, "Replay buffer size (IGEBM/JEM: 10000)")->capture_default_str();
   sub->add_option("--reinit", reinit, "Fraction of chains restarted from noise (5%)")->capture_default_str();
   sub->add_option("--sgld-steps", sgld_steps, "Langevin steps per iteration (20-60 in the literature)")->capture_default_str();
@@ -92,7 +94,7 @@ void add_train(CLI::App& app, Action& run) {
         arch["activation"] = activation;
       }
       o.task(task).data(data).out(out).arch(arch).attribute(attribute).init(init).steps(steps).batch(batch)
-          .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).buffer_size(buffer)
+          .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).noise_augment(noise_augment).buffer_size(buffer)
           .reinit(reinit).sgld_steps(sgld_steps).sgld_step(sgld_step).sgld_noise(sgld_noise)
           .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas).dsm_clip(dsm_clip)
           .m_in(margin(m_in, "--m-in")).m_out(margin(m_out, "--m-out")).ft_weight(ft_weight)

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   cli::add_inpaint(app, run);
   cli::add_train(app, run);
   cli::add_ood(app, run);
+  cli::add_compose(app, run);
   cli::add_defend(app, run);
 
   try {
