@@ -99,7 +99,28 @@ struct Eval {
         const auto p = purifier(S);
         Energy* e = &ebm;
         Transform t = [e, p](const torch::Tensor& xx, at::Generator& g) { return purify(*e, xx, p, g); };
-        adv = pgd(bpda_eot_model(clf, t, o.eot(), mix(seed, 1)), xb, yb, po);
+        // pgd() keeps the first iterate it judges misclassified. Through a
+        // stochastic purifier that judgement (EOT-averaged logits of the
+        // attack's own draws) is itself random: an iterate that was wrong
+        // once is often right on the evaluation's fresh draws (measured: the
+        // eps = 1 attack then left 10% correct). So the adaptive attack never
+        // stops early: the success signal is hidden from pgd() and it returns
+        // its final iterate, as Madry's PGD does.
+        AttackModel m = bpda_eot_model(clf, t, o.eot(), mix(seed, 1));
+        auto never_fooled = [](const torch::Tensor& y, int64_t k) {
+          return torch::one_hot(y, k).to(torch::kFloat) * 1e4f;  // "correct" logits [B,K]
+        };
+        const int64_t k = clf.num_classes();
+        AttackModel final_only;
+        final_only.grad = [m, never_fooled, k](const torch::Tensor& xx, const torch::Tensor& yy, torch::Tensor* z) {
+          auto g = m.grad(xx, yy, nullptr);
+          if (z) *z = never_fooled(yy, k);
+          return g;
+        };
+        // Only called on the final iterate, to pick among restarts; restarts
+        // then compare on equal (fake) losses, so the first restart wins.
+        final_only.logits = [yb, never_fooled, k](const torch::Tensor&) { return never_fooled(yb, k); };
+        adv = pgd(final_only, xb, yb, po);
       }
       out.push_back(adv);
       if (bar) bar->update(i + b);
