@@ -126,7 +126,8 @@ void add_eval(CLI::App* parent, Action& run) {
               "with the tercile boundaries of the thickness model's training data.\n"
               "success_rate = share of samples satisfying every positive term and no negated one;\n"
               "diversity = mean pairwise L2 of the samples / the same on real test images that the\n"
-              "judges find satisfying the expression.\n\n"
+              "judges find satisfying the expression. With several expressions the JSON has \"pairs\"\n"
+              "and \"mean_success_rate\", the mean over the expressions that contain '&'.\n\n"
               "Examples:\n"
               "  ebm compose eval --expr \"digit=3 & thick\" --n 100 --json r.json\n"
               "  ebm compose eval --all-pairs --n 100 --json pairs.json   # 10 digits x thin/medium/thick\n");
