@@ -46,27 +46,19 @@ class Parser {
     return false;
   }
 
-  Expr parse_or() {
-    skip();
-    Expr first = parse_and();
-    if (!(skip(), i_ < t_.size() && t_[i_] == '|')) return first;
-    Expr e;
-    e.kind = Expr::Kind::Or;
-    e.column = first.column;
-    e.kids.push_back(std::move(first));
-    while (eat('|')) e.kids.push_back(parse_and());
-    return e;
-  }
+  Expr parse_or() { return parse_chain('|', Expr::Kind::Or, &Parser::parse_and); }
+  Expr parse_and() { return parse_chain('&', Expr::Kind::And, &Parser::parse_unary); }
 
-  Expr parse_and() {
+  // operand (op operand)*: one flat node with >= 2 operands, or the lone operand.
+  Expr parse_chain(char op, Expr::Kind kind, Expr (Parser::*operand)()) {
     skip();
-    Expr first = parse_unary();
-    if (!(skip(), i_ < t_.size() && t_[i_] == '&')) return first;
+    Expr first = (this->*operand)();
+    if (!(skip(), i_ < t_.size() && t_[i_] == op)) return first;
     Expr e;
-    e.kind = Expr::Kind::And;
+    e.kind = kind;
     e.column = first.column;
     e.kids.push_back(std::move(first));
-    while (eat('&')) e.kids.push_back(parse_unary());
+    while (eat(op)) e.kids.push_back((this->*operand)());
     return e;
   }
 

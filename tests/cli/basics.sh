@@ -3,22 +3,8 @@
 # Usage: basics.sh PATH/TO/ebm REPO_ROOT
 set -uo pipefail
 EBM=$1
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() {  # check DESCRIPTION EXPECTED_RC CMD...
-  local what=$1 want=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" != "$want" ]; then
-    echo "FAIL: $what: exit $rc, want $want"; sed 's/^/  | /' "$T/err" | head -5; fails=$((fails + 1))
-  else
-    echo "ok: $what"
-  fi
-}
-has() {  # has DESCRIPTION FILE PATTERN
-  if grep -q -- "$3" "$2"; then echo "ok: $1"; else echo "FAIL: $1 ('$3' not in $2)"; fails=$((fails + 1)); fi
-}
+# shellcheck source=lib/check.bash
+source "$(dirname "$0")/lib/check.bash"
 
 check "--version" 0 "$EBM" --version
 has "--version names the BLAS" "$T/out" "BLAS: OpenBLAS"

@@ -3,23 +3,9 @@
 # Usage: compose.sh PATH/TO/ebm REPO_ROOT
 set -uo pipefail
 EBM=$1
+# shellcheck source=lib/check.bash
+source "$(dirname "$0")/lib/check.bash"
 cd "$2" || exit 1
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-check() {  # check DESCRIPTION EXPECTED_RC CMD...
-  local what=$1 want=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" != "$want" ]; then
-    echo "FAIL: $what: exit $rc, want $want"; sed 's/^/  | /' "$T/err" | head -5; fails=$((fails + 1))
-  else
-    echo "ok: $what"
-  fi
-}
-has() {  # has DESCRIPTION FILE PATTERN
-  if grep -q -- "$3" "$2"; then echo "ok: $1"; else echo "FAIL: $1 ('$3' not in $2)"; fails=$((fails + 1)); fi
-}
 
 for c in compose "compose eval" "compose calibrate"; do
   # shellcheck disable=SC2086
@@ -39,4 +25,4 @@ has "eval reports success_rate" "$T/r.json" '"success_rate"'
 has "eval reports per-term rates" "$T/r.json" '"per_term"'
 has "eval reports diversity" "$T/r.json" '"ratio"'
 check "a judge that is a generator is refused" 2 "$EBM" compose eval --expr "digit=3" --n 2 --steps 1 --judge models/mnist-attr-digit --threads 1 -q
-[ "$fails" = 0 ] || { echo "$fails check(s) failed"; exit 1; }
+finish

@@ -75,12 +75,17 @@ struct ComposeFlags {
     auto o = ComposeSampleOptions().langevin(sf.options(seed)).restarts(restarts).batch(batch).seed(seed);
     if (init == "data") {
       // Only the split trainers see: never the val/test images the judges' references use.
-      DatasetOptions d;
-      d.split = "fit";
-      o.init_pool(load_dataset("mnist", d).images).init_noise(init_noise);
+      // Loaded once, however many expressions are sampled.
+      if (!pool.defined()) {
+        DatasetOptions d;
+        d.split = "fit";
+        pool = load_dataset("mnist", d).images;
+      }
+      o.init_pool(pool).init_noise(init_noise);
     }
     return o;
   }
+  mutable torch::Tensor pool;
   EnergyPtr load_prior() const { return prior == "none" || prior.empty() ? nullptr : load_model(prior); }
   json to_json(uint64_t seed, const AttributeSet& attrs) const {
     json cal = json::object();
