@@ -16,13 +16,11 @@ torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* ener
   // Only x needs a gradient: torch::autograd::grad with inputs={x} never
   // touches the parameters' .grad fields, and the graph is freed on return.
   auto xg = x.detach().requires_grad_(true);
-  torch::Tensor en;
-  {
-    torch::AutoGradMode enable(true);
-    en = e.energy(xg);
-    TORCH_CHECK(en.dim() == 1 && en.size(0) == x.size(0), "energy must return [B] = [", x.size(0),
-                "], got ", en.sizes());
-  }
+  // Autograd on for the forward pass AND the sum, so callers may hold a NoGradGuard.
+  torch::AutoGradMode enable(true);
+  const torch::Tensor en = e.energy(xg);
+  TORCH_CHECK(en.dim() == 1 && en.size(0) == x.size(0), "energy must return [B] = [", x.size(0),
+              "], got ", en.sizes());
   auto g = torch::autograd::grad({en.sum()}, {xg}, {}, /*retain_graph=*/false,
                                  /*create_graph=*/false, /*allow_unused=*/true)[0];
   if (!g.defined()) g = torch::zeros_like(x);

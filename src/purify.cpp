@@ -33,10 +33,6 @@ torch::Tensor purify(Energy& ebm, const torch::Tensor& x, const PurifyOptions& o
                       .step_schedule(o.step_schedule())
                       .noise_schedule(o.noise_schedule())
                       .clamp(true);
-  // The chain needs autograd for grad E even when the caller runs under
-  // NoGradGuard (attack loops, evaluation): energy_grad only enables it
-  // around the forward pass.
-  torch::AutoGradMode on(true);
   auto r = langevin(ebm, x0, lo, {}, &gen);
   if (r.diverged)
     throw DivergenceError("purification diverged (NaN/Inf energy or gradient) after " + std::to_string(r.steps_run) +

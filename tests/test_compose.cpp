@@ -300,3 +300,15 @@ TEST(ComposeGrad, OrAffineClass) {
     ComposeGrad_AffineAndClass();
   }
 }
+
+// energy_grad must work when the caller holds a NoGradGuard (attack and
+// evaluation loops do): grad of ||x-mu||^2/(2 s^2) is (x-mu)/s^2.
+TEST(EnergyGrad, WorksUnderNoGradGuard) {
+  const auto mu = torch::full({1, 3, 3}, 0.25, torch::kFloat64);
+  ebm::GaussianEnergy g(mu, 0.5);
+  const auto x = torch::rand({4, 1, 3, 3}, torch::kFloat64);
+  torch::NoGradGuard ng;
+  const auto grad = ebm::energy_grad(g, x);
+  EXPECT_TRUE(torch::allclose(grad, (x - mu) / 0.25, 1e-9, 1e-12));
+  EXPECT_FALSE(torch::GradMode::is_enabled());  // the guard is restored on return
+}
