@@ -176,12 +176,14 @@ nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o)
     throw UsageError("--classifier must be a classifier (logits [B,K]); '" + clf.describe() + "' is an energy only");
   const double t0 = now_s();
   DatasetOptions dopt;
-  dopt.split = "test";
+  if (o.split() != "test" && o.split() != "val")
+    throw UsageError("--split must be test or val (never a training split), got '" + o.split() + "'");
+  dopt.split = o.split();
   dopt.n = o.n();
   Dataset d = load_dataset(o.data(), dopt);
   if (!d.labels.defined()) throw UsageError("dataset '" + o.data() + "' has no labels; attacks need them");
   if (d.size() < o.n())
-    throw UsageError("asked for n = " + std::to_string(o.n()) + " but the " + o.data() + " test split has " +
+    throw UsageError("asked for n = " + std::to_string(o.n()) + " but the " + o.data() + " " + o.split() + " split has " +
                      std::to_string(d.size()) + " images");
   Eval ev{clf, ebm, o, d.images, d.labels};
   const int64_t n = d.size();
@@ -199,7 +201,7 @@ nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o)
   const int64_t K = o.pgd().steps();
 
   json report = {{"attack", o.attack()}, {"eps", o.attack() == "cw" ? json(nullptr) : json(o.eps())}, {"n", n},
-                 {"data", o.data()}, {"split", "test"}, {"attack_options", attack_options_json(o)},
+                 {"data", o.data()}, {"split", o.split()}, {"attack_options", attack_options_json(o)},
                  {"purifier", purifier_json(o.purify())}, {"seed", o.seed()}};
   json results = json::array();
 

@@ -514,6 +514,29 @@ std::string format_csv(const std::vector<OodReport>& reports) {
   return out.str();
 }
 
+std::string format_scores_csv(const std::vector<OodReport>& reports) {
+  TORCH_CHECK(!reports.empty(), "format_scores_csv: no reports");
+  std::ostringstream out;
+  out << "set,index";
+  for (const auto& r : reports) out << "," << r.score;
+  out << "\n";
+  auto rows = [&](const std::string& set, const std::function<torch::Tensor(const OodReport&)>& col) {
+    std::vector<torch::Tensor> cols;
+    for (const auto& r : reports) cols.push_back(col(r).to(torch::kFloat64).contiguous());
+    const int64_t n = cols[0].size(0);
+    for (const auto& c : cols) TORCH_CHECK(c.size(0) == n, "format_scores_csv: reports of different sizes for ", set);
+    for (int64_t i = 0; i < n; ++i) {
+      out << set << "," << i;
+      for (const auto& c : cols) out << "," << fmt("%.9g", c.data_ptr<double>()[i]);
+      out << "\n";
+    }
+  };
+  rows("in:" + reports[0].in, [](const OodReport& r) { return r.in_scores; });
+  for (size_t k = 0; k < reports[0].ood.size(); ++k)
+    rows(reports[0].ood[k].name, [k](const OodReport& r) { return r.ood.at(k).scores; });
+  return out.str();
+}
+
 // ================================================================ plots
 
 namespace {

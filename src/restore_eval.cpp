@@ -9,6 +9,7 @@
 #include "ebm/data.h"
 #include "ebm/image_io.h"
 #include "ebm/image_metrics.h"
+#include "ebm/models.h"
 #include "ebm/progress.h"
 #include "ebm/restore.h"
 
@@ -99,19 +100,30 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& m, const torch::Tensor& 
   throw UsageError("unknown EBM denoise method '" + m + "'");
 }
 
+double card_sigma_max(const Energy& e, double fallback) {
+  const auto* m = dynamic_cast<const NativeModel*>(&e);
+  if (!m) return fallback;
+  const auto it = m->card.find("options");
+  if (it == m->card.end() || !it->is_object() || !it->contains("dsm_sigmas")) return fallback;
+  double mx = 0;
+  for (const auto& s : (*it)["dsm_sigmas"]) mx = std::max(mx, s.get<double>());
+  return mx > 0 ? mx : fallback;
+}
+
 namespace {
 
 // Iterated Tweedie denoising with the known pixels re-imposed after every step
 // (a projection method in the spirit of RePaint / DDRM, on a noise-unconditional
 // DSM energy): noise the current estimate at sigma_t, denoise it with one
 // Tweedie step x - sigma_t^2 grad E, paste the known pixels back; sigma_t
-// geometric 0.4 -> 0.02 over 30 levels, 3 steps each. The missing pixels start
+// geometric sigma_max -> 0.02 over 30 levels, 3 steps each. The missing pixels start
 // at the mean of the known ones. Each chain is one posterior sample; their mean
 // estimates the posterior mean, which is what PSNR rewards (so the chains are
 // averaged, not selected).
 torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor& known, int64_t chains,
-                              uint64_t seed) {
-  const double s_max = 0.4, s_min = 0.02;
+                              uint64_t seed, double s_max) {
+  const double s_min = 0.02;
+  if (!(s_max > s_min)) throw UsageError("tweedie inpainting: sigma_max must be > 0.02, got " + std::to_string(s_max));
   const int levels = 30, repeats = 3;
   auto gen = at::detail::createCPUGenerator(seed);
   const auto k = (known != 0).expand_as(image);
@@ -135,9 +147,9 @@ torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch
 }  // namespace
 
 torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed) {
+                          int64_t chains, uint64_t seed, double sigma_max) {
   if (m == "reference") return inpaint(e, image, known, InpaintOptions().chains(chains).seed(seed));
-  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed);
+  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed, sigma_max);
   if (m != "annealed") throw UsageError("unknown EBM inpaint method '" + m + "'");
   // Annealed Langevin (Song & Ermon 2019) through the shared sampler: step
   // alpha*sigma_t^2 and noise sqrt(2*alpha)*sigma_t with sigma_t geometric from
@@ -202,14 +214,17 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   auto masked = clean * known;
   std::vector<Row> rows{{"masked", masked, 0.0}};
   const auto methods = selected(ebm_inpaint_methods(), o.methods());
+  const double sigma_max = o.sigma_max() > 0 ? o.sigma_max() : card_sigma_max(e);
   Progress bar("inpaint eval", int64_t(methods.size() + (o.baselines() ? inpaint_baselines().size() : 0)));
   int64_t done = 0;
   for (auto& m : methods) {
     double t0 = now_s();
     auto out = chunked(clean, [&](const torch::Tensor& x, int64_t i) {
-      return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i);
+      return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max);
     });
-    rows.push_back({"ebm-" + m, out, now_s() - t0, {{"chains", o.chains()}}});
+    json params{{"chains", o.chains()}};
+    if (m == "tweedie") params["sigma_max"] = sigma_max;
+    rows.push_back({"ebm-" + m, out, now_s() - t0, params});
     bar.update(++done, "ebm-" + m);
   }
   if (o.baselines()) {

@@ -197,6 +197,9 @@ void validate(const TrainOptions& o) {
     throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
   if (o.task() == "energy-finetune" && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
+  if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf")
+    throw UsageError("--init (warm start from a classifier) applies to --task clf, jem and energy-finetune, not '" +
+                     o.task() + "'");
 }
 
 /// Everything a resumed run needs, saved atomically as one archive.
@@ -259,7 +262,9 @@ TrainResult train(const TrainOptions& o) {
 
   torch::manual_seed(o.seed());  // weight initialisation
   std::shared_ptr<NativeModel> model;
-  if (task == "energy-finetune") {
+  if (!o.init().empty()) {
+    // Warm start (JEM from a trained classifier, as JEM++ does): weights only;
+    // optimiser, buffer and schedule start fresh.
     auto init = std::dynamic_pointer_cast<NativeModel>(load_model(o.init()));
     if (!init || init->num_classes() == 0)
       throw UsageError("--init '" + o.init() + "' must be a native classifier model");
@@ -482,9 +487,10 @@ TrainResult train(const TrainOptions& o) {
     opts.update({{"buffer_size", o.buffer_size()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
+  if (!o.init().empty()) opts["init"] = o.init();
   if (task == "dsm") opts.update({{"dsm_sigmas", o.dsm_sigmas()}, {"dsm_clip", o.dsm_clip()}});
   if (task == "energy-finetune")
-    opts.update({{"init", o.init()}, {"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},
+    opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},
                  {"outliers", "pixel permutation, 7x7 patch shuffle, 9x9 box blur, 2-image mixture, "
                               "uniform noise, contrast inversion (synthesised from the training batch)"}});
   model->card = {{"task", task}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},

@@ -468,6 +468,17 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   const auto csv = format_csv(reports);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 6 * 4);
   EXPECT_NE(format_markdown(reports).find("| OOD |"), std::string::npos);
+  // Per-image scores: one row per image (120 in + 3 x 60 OOD), one column per
+  // score, values equal to the reports' own tensors.
+  const auto per = format_scores_csv(reports);
+  EXPECT_EQ(std::count(per.begin(), per.end(), '\n'), 1 + 120 + 180);
+  EXPECT_EQ(per.rfind("set,index,energy,msp,", 0), 0u) << per.substr(0, 80);
+  std::istringstream lines(per);
+  std::string header, first;
+  std::getline(lines, header);
+  std::getline(lines, first);
+  EXPECT_EQ(first.rfind("in:mnist,0,", 0), 0u) << first;
+  EXPECT_NEAR(std::stod(first.substr(first.find(',', 9) + 1)), reports[0].in_scores[0].item<double>(), 1e-6);
   const auto pngs = write_ood_plots(reports, root + "/plots/sub");
   EXPECT_EQ(pngs.size(), 6u * 3 + 6);
   for (const auto& p : pngs) {

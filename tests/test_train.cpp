@@ -147,6 +147,8 @@ TEST(Train, RejectsBadOptions) {
   EXPECT_THROW(train(TrainOptions().task("ebm").out("")), UsageError);
   EXPECT_THROW(train(TrainOptions().task("ebm").out("/tmp/x").steps(0)), UsageError);
   EXPECT_THROW(train(TrainOptions().task("energy-finetune").out("/tmp/x")), UsageError);
+  // A warm start applies to classifier tasks only.
+  EXPECT_THROW(train(TrainOptions().task("dsm").out("/tmp/x").init("models/mnist-clf")), UsageError);
 }
 
 TEST(Train, SmokeEveryTask) {
@@ -166,6 +168,11 @@ TEST(Train, SmokeEveryTask) {
   auto ft = train(tiny("energy-finetune", tmpdir("ft")).init(clf).arch(nullptr));
   EXPECT_TRUE(ft.card["options"].contains("m_in"));
   EXPECT_TRUE(ft.card["metrics"].contains("test_accuracy"));
+  // JEM warm-started from the classifier: starts from its weights, records it.
+  const std::string warm_dir = tmpdir("jem-warm");
+  auto warm = train(tiny("jem", warm_dir).init(clf).arch(nullptr));
+  EXPECT_EQ(warm.card["options"]["init"], clf);
+  EXPECT_EQ(load_card(warm_dir)["arch"], load_card(clf)["arch"]);
 }
 
 TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {

@@ -32,8 +32,11 @@
 namespace ebm {
 
 struct DefendEvalOptions {
-  /// Dataset; its TEST split is attacked (never train/val).
+  /// Dataset; its TEST split is attacked by default.
   TORCH_ARG(std::string, data) = "mnist";
+  /// "test" for reported figures; "val" (held out from training, disjoint from
+  /// test) for tuning the purifier without touching the test images.
+  TORCH_ARG(std::string, split) = "test";
   /// First n test images.
   TORCH_ARG(int64_t, n) = 500;
   /// Images per attack batch.

@@ -200,6 +200,10 @@ std::string format_markdown(const std::vector<OodReport>& reports);
 /// Long-format CSV: score,in,ood,n_in,n,auroc,aupr_in,aupr_out,fpr95,detection_error
 /// (plus a "mean" row per score).
 std::string format_csv(const std::vector<OodReport>& reports);
+/// Per-image scores for your own analysis: header "set,index,<score>,...", one row
+/// per image of the in-distribution test split (set = "in:<name>") and of each OOD
+/// set, one column per report (all reports must come from one evaluate_ood call).
+std::string format_scores_csv(const std::vector<OodReport>& reports);
 
 /// PNG plots into `dir` (created if needed): for each report and OOD set
 /// "<score>-hist-<set>.png" (score histograms, in-distribution filled grey vs

@@ -79,6 +79,9 @@ struct RestoreEvalOptions {
   /// EBM methods to run (without the "ebm-" prefix); empty = all.
   TORCH_ARG(std::vector<std::string>, methods) = {};
   TORCH_ARG(int64_t, chains) = 1;
+  /// Largest noise level of the tweedie inpainter; 0 = the model card's largest
+  /// training sigma ("options.dsm_sigmas"), else 0.4.
+  TORCH_ARG(double, sigma_max) = 0.0;
   TORCH_ARG(uint64_t, seed) = 0;
   /// Optional PNG: rows clean / input / each method, first 8 images.
   TORCH_ARG(std::string, grid) = "";
@@ -93,15 +96,18 @@ std::vector<std::string> ebm_denoise_methods();
 /// EBM inpainters: reference (the reference inpaint_with_ebm, known pixels exact) and
 /// annealed (Langevin with step and noise annealed geometrically from sigma 0.5 to 0.03,
 /// then one Tweedie step on the missing pixels) and tweedie (iterated noise + Tweedie
-/// denoising at sigma 0.4 -> 0.02 with the known pixels pasted back after every step;
+/// denoising at sigma_max -> 0.02 with the known pixels pasted back after every step;
 /// the chains are averaged, an estimate of the posterior mean).
 std::vector<std::string> ebm_inpaint_methods();
 
 /// Run one EBM denoiser: y [N,1,H,W] noisy in [0,1], sigma the noise std -> [N,1,H,W].
 torch::Tensor ebm_denoise(Energy& e, const std::string& method, const torch::Tensor& y, double sigma, uint64_t seed);
 /// Run one EBM inpainter (known pixels exact) -> [N,1,H,W].
+/// sigma_max: the tweedie method's first noise level (> 0; see RestoreEvalOptions).
 torch::Tensor ebm_inpaint(Energy& e, const std::string& method, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed);
+                          int64_t chains, uint64_t seed, double sigma_max = 0.4);
+/// The largest "options.dsm_sigmas" value of a native model's card, else `fallback`.
+double card_sigma_max(const Energy& e, double fallback = 0.4);
 
 /// {"sigma","data","n","clipped":true,"methods":[{"name","psnr","ssim","seconds","params"}]}
 nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o);

@@ -41,7 +41,8 @@ struct TrainOptions {
   TORCH_ARG(nlohmann::json, arch) = nlohmann::json();
   /// For task attribute: "digit" or "thickness".
   TORCH_ARG(std::string, attribute) = "digit";
-  /// For task energy-finetune: the classifier to start from.
+  /// The classifier to start from (weights only): required by energy-finetune,
+  /// an optional warm start for jem and clf. Empty = fresh initialisation.
   TORCH_ARG(std::string, init) = "";
 
   TORCH_ARG(int64_t, steps) = 2000;

@@ -43,6 +43,14 @@ sys.exit(0 if strip('$T/a.json') == strip('$T/b.json') else 1)" \
 grep -q '"threat": "adaptive"' "$T/c.json" || fail "bpda report lacks the adaptive row"
 grep -q '"eot": 2' "$T/c.json" || fail "bpda report lacks eot"
 
+# --split val attacks held-out validation digits (for tuning), says so in the
+# report, and refuses training splits.
+"$EBM" defend eval "${common[@]}" --split val --attack fgsm --purify-steps 0 --n 4 --no-sanity --json "$T/v.json" \
+  >/dev/null 2>&1 || fail "--split val"
+grep -q '"split": "val"' "$T/v.json" || fail "val report does not name its split"
+"$EBM" defend eval "${common[@]}" --split train --n 2 >/dev/null 2>"$T/err"
+[ $? = 2 ] && grep -q "train" "$T/err" || fail "--split train must be a usage error"
+
 # FGSM and CW rows.
 "$EBM" defend eval "${common[@]}" --attack fgsm --purify-steps 0,2 --n 4 --sanity-n 2 --json "$T/d.json" >/dev/null 2>&1 \
   || fail "fgsm"

@@ -68,7 +68,7 @@ void add_eval(CLI::App* parent, Action& run) {
     double cw_confidence = 0, cw_c = 1, cw_lr = 0.05;
     int64_t cw_search = 5, cw_steps = 100;
     std::vector<int64_t> purify_steps{0, 10, 50, 100, 200};
-    std::string attack = "pgd", data = "mnist";
+    std::string attack = "pgd", data = "mnist", split = "test";
     double eps = 0.3, sanity_tol = 0.03;
     int64_t n = 500, batch = 100, eot = 8, sanity_n = 100, sanity_steps = -1;
     Common c;
@@ -76,7 +76,9 @@ void add_eval(CLI::App* parent, Action& run) {
   auto f = std::make_shared<Flags>();
   sub->add_option("--classifier", f->classifier, "Classifier to attack (native folder or TorchScript)")->capture_default_str();
   sub->add_option("--ebm", f->ebm, "Energy model of the purifier")->capture_default_str();
-  sub->add_option("--data", f->data, "Dataset; its TEST split is attacked")->capture_default_str();
+  sub->add_option("--data", f->data, "Dataset to attack")->capture_default_str();
+  sub->add_option("--split", f->split, "test (report) | val (tune the purifier without touching test)")
+      ->capture_default_str();
   sub->add_option("--attack", f->attack, "fgsm | pgd | cw | bpda-eot")->capture_default_str();
   sub->add_option("--eps", f->eps, "L-inf radius in [0,1] pixel units")->capture_default_str();
   sub->add_option("--purify-steps", f->purify_steps, "Purification lengths, comma-separated (0 = none)")
@@ -133,7 +135,7 @@ void add_eval(CLI::App* parent, Action& run) {
           .step_schedule(Schedule::parse(!f->step_schedule.empty() ? f->step_schedule : pc.value("step_schedule", std::string("constant"))))
           .noise_schedule(Schedule::parse(!f->noise_schedule.empty() ? f->noise_schedule : pc.value("noise_schedule", std::string("constant"))));
       auto o = DefendEvalOptions()
-                   .data(f->data).n(f->n).batch(f->batch).attack(f->attack).eps(f->eps)
+                   .data(f->data).split(f->split).n(f->n).batch(f->batch).attack(f->attack).eps(f->eps)
                    .pgd(PgdOptions().steps(f->attack_steps).step_size(f->attack_step_size)
                             .random_start(!f->no_random_start).restarts(f->restarts))
                    .cw(CwOptions().confidence(f->cw_confidence).c(f->cw_c).binary_search_steps(f->cw_search)

@@ -24,9 +24,10 @@ const char* kScoreHelp =
     "  grad-norm  L2 norm of grad_x E(x) per image (JEM-style; needs autograd, slower)\n"
     "  energy-complexity  energy minus the image's PNG length in nats (Serra et al. 2020):\n"
     "             corrects the energy's preference for simple images\n"
-    "  combined   max of the z-scores of energy and energy-complexity, each standardised on\n"
-    "             the in-distribution VALIDATION split (no OOD data): flags inputs either score\n"
-    "             finds unusual; the standardisation is stored in reports and detectors\n"
+    "  combined   the z-score of energy-complexity, except that an input whose energy exceeds\n"
+    "             every in-distribution VALIDATION energy ranks above all others (gated by the\n"
+    "             energy). Statistics from the val split only (no OOD data); stored in reports\n"
+    "             and detectors\n"
     "  all        every score that applies to the model, side by side\n"
     "  (free-energy is accepted as another name of energy for classifiers)\n";
 
@@ -44,7 +45,7 @@ void add_eval(CLI::App* ood, Action& run) {
       "eval",
       "Evaluate OOD detection: score the in-distribution TEST split and each OOD set,\n"
       "print AUROC, AUPR-In, AUPR-Out, FPR95 and n per OOD set plus a mean row.");
-  static std::string model, in, score, md, csv, plots;
+  static std::string model, in, score, md, csv, plots, scores_out;
   static std::vector<std::string> oods;
   static double temperature = std::nan("");
   static int64_t n_in = -1, n_ood = -1, batch = 256, bootstrap = 0;
@@ -66,6 +67,8 @@ void add_eval(CLI::App* ood, Action& run) {
   sub->add_option("--markdown", md, "Also write the table(s) as Markdown");
   sub->add_option("--csv", csv, "Also write a long-format CSV (one row per score and OOD set)");
   sub->add_option("--plots", plots, "Write PNG score histograms (in vs each OOD) and ROC curves into DIR");
+  sub->add_option("--scores-out", scores_out,
+                  "Write every image's scores as CSV (set,index,<score>,...) for your own analysis");
   add_common(sub, c, true);
   sub->footer(std::string(kScoreHelp) +
               "\nMetrics (see include/ebm/metrics.h; validated against scikit-learn):\n"
@@ -74,7 +77,9 @@ void add_eval(CLI::App* ood, Action& run) {
               "  FPR95     fraction of OOD accepted at the threshold that accepts 95% of in-distribution\n"
               "            (positive = in-distribution; Hendrycks/Liu, not OpenOOD's convention)\n"
               "AUPR depends on the in:OOD ratio, so n is reported per set. --seed fixes the synthetic sets\n"
-              "(gaussian, uniform, constant) and the bootstrap.\n\n"
+              "(gaussian, uniform, constant) and the bootstrap.\n"
+              "--scores-out writes every image's scores (set,index,<score>,...), e.g. to fit your own\n"
+              "combination on the validation split: pass a val export as an extra --ood set.\n\n"
               "JSON (--json): {\"score\",\"in\",\"n_in\",\"ood\":[{\"name\",\"n\",\"auroc\",\"aupr_in\",\"aupr_out\",\"fpr95\",...}],\n"
               "                \"classifier\":{\"accuracy\"}}; with several scores {\"scores\":[one report per score]}.\n\n"
               "Example:\n"
@@ -108,6 +113,7 @@ void add_eval(CLI::App* ood, Action& run) {
       }
       if (!md.empty()) write_file_atomic(md, format_markdown(reports));
       if (!csv.empty()) write_file_atomic(csv, format_csv(reports));
+      if (!scores_out.empty()) write_file_atomic(scores_out, format_scores_csv(reports));
       write_json(c.json_out, j);
       const std::string table = format_table(reports);
       // `--json -` keeps stdout pure JSON; the table then goes to stderr.

@@ -22,7 +22,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
     RestoreEvalOptions o;
     std::vector<std::string> methods;
     std::string data = "fashion-mnist", mask = "center:14";
-    double sigma = 0.2;
+    double sigma = 0.2, sigma_max = 0.0;
     int64_t n = 1000, n_val = 100, chains = 1;
     bool no_baselines = false;
     Common c;
@@ -32,7 +32,13 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
   sub->add_option("--data", f->data, "Dataset; its test split is evaluated")->capture_default_str();
   if (is_inpaint) {
     sub->add_option("--mask", f->mask, "center:K | random:P | half | mask file")->capture_default_str();
-    sub->add_option("--chains", f->chains, "Chains per image for EBM methods (lowest energy kept)")->capture_default_str();
+    sub->add_option("--chains", f->chains,
+                    "Chains per image for EBM methods (reference/annealed keep the lowest energy; tweedie averages)")
+        ->capture_default_str();
+    sub->add_option("--sigma-max", f->sigma_max,
+                    "First noise level of ebm-tweedie (0 = the model's largest training sigma, else 0.4)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
   } else {
     sub->add_option("--sigma", f->sigma, "Noise std added to clean test images (then clipped to [0,1])")->capture_default_str();
   }
@@ -48,7 +54,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
       if (f->model.empty()) f->model = f->data == "mnist" ? "models/mnist-dsm" : "models/fmnist-dsm";
       auto e = load_model(f->model);
       auto o = RestoreEvalOptions().data(f->data).sigma(f->sigma).mask(f->mask).n(f->n).n_val(f->n_val)
-                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).seed(f->c.seed).grid(f->grid);
+                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).sigma_max(f->sigma_max).seed(f->c.seed).grid(f->grid);
       json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
       rep["model"] = f->model;
       rep["command"] = command_line();
