@@ -18,18 +18,64 @@
 namespace ebm {
 
 // ---------------------------------------------------------------- replay buffer
-ReplayBuffer::ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen) {
+StartSampler uniform_starts(std::vector<int64_t> shape) {
+  return [shape](int64_t n, at::Generator& gen) {
+    auto s = shape;
+    s.insert(s.begin(), n);
+    return torch::rand(s, gen);
+  };
+}
+
+StartSampler gaussian_starts(const torch::Tensor& images, const torch::Tensor& labels, double ridge) {
+  TORCH_CHECK(images.dim() == 4 && images.size(0) >= 2, "gaussian_starts: images must be [N>=2,C,H,W], got ",
+              images.sizes());
+  TORCH_CHECK(ridge > 0, "gaussian_starts: ridge must be > 0, got ", ridge);
+  const auto shape = images.sizes().vec();
+  const auto flat = images.flatten(1).to(torch::kFloat64);  // [N,D]
+  const int64_t d = flat.size(1);
+  const auto y = labels.defined() ? labels.to(torch::kInt64) : torch::zeros({flat.size(0)}, torch::kInt64);
+  std::vector<torch::Tensor> means, chols;
+  std::vector<double> weights;
+  for (int64_t c = 0; c <= y.max().item<int64_t>(); ++c) {
+    const auto xc = flat.index_select(0, (y == c).nonzero().flatten());
+    if (xc.size(0) == 0) continue;
+    TORCH_CHECK(xc.size(0) >= 2, "gaussian_starts: class ", c, " has only one image");
+    const auto mu = xc.mean(0);
+    const auto z = xc - mu;
+    const auto cov = z.t().mm(z) / double(xc.size(0) - 1) + ridge * torch::eye(d, torch::kFloat64);
+    means.push_back(mu.to(torch::kFloat32));
+    chols.push_back(torch::linalg_cholesky(cov).to(torch::kFloat32));  // ridge keeps it positive definite
+    weights.push_back(double(xc.size(0)));
+  }
+  const auto w = torch::tensor(weights, torch::kFloat64);
+  const auto mean = torch::stack(means), chol = torch::stack(chols);  // [K,D], [K,D,D]
+  return [shape, mean, chol, w, d](int64_t n, at::Generator& gen) {
+    const auto k = torch::multinomial(w, n, /*replacement=*/true, gen);  // [n] component of each sample
+    const auto z = torch::randn({n, d}, gen);                              // [n,D]
+    auto x = torch::empty({n, d});
+    // One matmul per component (indexing a [n,D,D] stack of factors would need n*D*D floats).
+    for (int64_t c = 0; c < mean.size(0); ++c) {
+      const auto rows = (k == c).nonzero().flatten();
+      if (rows.numel() == 0) continue;
+      x.index_copy_(0, rows, mean[c] + z.index_select(0, rows).mm(chol[c].t()));
+    }
+    auto s = shape;
+    s[0] = n;
+    return x.clamp(0, 1).view(s);
+  };
+}
+
+ReplayBuffer::ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen, StartSampler starts)
+    : starts_(starts ? std::move(starts) : uniform_starts(shape)) {
   TORCH_CHECK(capacity > 0, "replay buffer capacity must be > 0, got ", capacity);
-  shape.insert(shape.begin(), capacity);
-  data_ = torch::rand(shape, gen);
+  data_ = starts_(capacity, gen);
 }
 
 torch::Tensor ReplayBuffer::sample(int64_t n, double reinit, at::Generator& gen, torch::Tensor* idx) {
   *idx = torch::randint(data_.size(0), {n}, gen, torch::kInt64);
   auto x = data_.index_select(0, *idx);
   auto fresh = torch::rand({n}, gen) < reinit;                        // [n]
-  auto noise = torch::rand(x.sizes(), gen);
-  return torch::where(fresh.view({n, 1, 1, 1}), noise, x);
+  return torch::where(fresh.view({n, 1, 1, 1}), starts_(n, gen), x);
 }
 
 void ReplayBuffer::update(const torch::Tensor& idx, const torch::Tensor& x) {
@@ -197,6 +243,8 @@ void validate(const TrainOptions& o) {
     throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
   if (o.task() == "energy-finetune" && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
+  if (o.buffer_init() != "uniform" && o.buffer_init() != "gaussian")
+    throw UsageError("--buffer-init must be uniform or gaussian, got '" + o.buffer_init() + "'");
   if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf")
     throw UsageError("--init (warm start from a classifier) applies to --task clf, jem and energy-finetune, not '" +
                      o.task() + "'");
@@ -281,7 +329,11 @@ TrainResult train(const TrainOptions& o) {
                          torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
   auto gen = at::detail::createCPUGenerator(o.seed());
   std::unique_ptr<ReplayBuffer> buffer;
-  if (is_pcd(task)) buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), std::vector<int64_t>{1, 28, 28}, gen);
+  if (is_pcd(task)) {
+    const std::vector<int64_t> shape{1, 28, 28};
+    StartSampler starts = o.buffer_init() == "gaussian" ? gaussian_starts(fit.images, labels.y) : uniform_starts(shape);
+    buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), shape, gen, starts);
+  }
 
   if (!file_exists(o.out()) && ::mkdir(o.out().c_str(), 0755) != 0)
     throw DataError("cannot create output folder '" + o.out() + "'");
@@ -484,7 +536,7 @@ TrainResult train(const TrainOptions& o) {
                       {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
                       {"data_noise", o.data_noise()}, {"noise_augment", o.noise_augment()}};
   if (is_pcd(task))
-    opts.update({{"buffer_size", o.buffer_size()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
+    opts.update({{"buffer_size", o.buffer_size()}, {"buffer_init", o.buffer_init()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
   if (!o.init().empty()) opts["init"] = o.init();

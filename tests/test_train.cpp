@@ -115,6 +115,36 @@ TEST(ReplayBuffer, ReinitFractionHonoured) {
   EXPECT_EQ(buf.data().index_select(0, idx.narrow(0, 0, 5)).abs().sum().item<double>(), 0.0);
 }
 
+// Informative starts: samples of the fitted per-class Gaussian reproduce each
+// class's mean and covariance (brute force on the same data), in proportion to
+// the class sizes. Pixels are kept well inside (0,1) so clipping is negligible.
+TEST(ReplayBuffer, GaussianStartsMatchClassMoments) {
+  auto g = at::detail::createCPUGenerator(11);
+  const int64_t n0 = 300, n1 = 100;
+  auto a = 0.3 + 0.05 * torch::randn({n0, 1, 2, 2}, g);
+  auto b = 0.7 + 0.05 * torch::randn({n1, 1, 2, 2}, g);
+  b.select(3, 1).copy_(b.select(3, 0) * 0.5 + 0.35);  // correlated pixels in class 1
+  auto images = torch::cat({a, b});
+  auto labels = torch::cat({torch::zeros({n0}, torch::kInt64), torch::ones({n1}, torch::kInt64)});
+  auto starts = gaussian_starts(images, labels, /*ridge=*/1e-6);
+  auto x = starts(40000, g);
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{40000, 1, 2, 2}));
+  auto hi = x.flatten(1).mean(1) > 0.5;  // which component drew it
+  EXPECT_NEAR(hi.to(torch::kFloat64).mean().item<double>(), 0.25, 0.01);
+  auto xs = x.flatten(1).index_select(0, hi.nonzero().flatten()).to(torch::kFloat64);
+  auto want = b.flatten(1).to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(xs.mean(0), want.mean(0), 0, 3e-3)) << xs.mean(0) << want.mean(0);
+  auto cov = [](const torch::Tensor& m) {
+    auto z = m - m.mean(0);
+    return z.t().mm(z) / double(m.size(0) - 1);
+  };
+  EXPECT_TRUE(torch::allclose(cov(xs), cov(want), 0, 2e-4)) << cov(xs) << cov(want);
+  // The buffer uses them for its fill and for every re-init.
+  ReplayBuffer buf(50, {1, 2, 2}, g, starts);
+  EXPECT_GT(buf.data().min().item<double>(), 0.05);
+  EXPECT_THROW(gaussian_starts(images.narrow(0, 0, 1), torch::Tensor()), c10::Error);
+}
+
 TEST(Outliers, ShapeRangeAndDeterminism) {
   auto x = torch::rand({32, 1, 28, 28});
   auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);

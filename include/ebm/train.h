@@ -24,6 +24,7 @@
 #include <torch/types.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,12 @@ struct TrainOptions {
   // Persistent contrastive divergence (tasks ebm, jem, attribute).
   TORCH_ARG(int64_t, buffer_size) = 10000;
   TORCH_ARG(double, reinit) = 0.05;
+  /// Where PCD chains start (the initial buffer and every re-init):
+  ///   "uniform"   U(0,1) pixels (IGEBM, JEM);
+  ///   "gaussian"  a per-class Gaussian (mean + full pixel covariance + 0.01 I)
+  ///               fitted to the fit split: JEM++'s "informative initialisation"
+  ///               (Yang & Ji 2021), so short chains start near the data.
+  TORCH_ARG(std::string, buffer_init) = "uniform";
   TORCH_ARG(int64_t, sgld_steps) = 20;
   TORCH_ARG(double, sgld_step) = 10.0;
   TORCH_ARG(double, sgld_noise) = 0.005;
@@ -110,13 +117,23 @@ struct TrainOptions {
   TORCH_ARG(std::string, command) = "";
 };
 
+/// Fresh chain starts: n -> [n,C,H,W] in [0,1], all randomness from `gen`.
+using StartSampler = std::function<torch::Tensor(int64_t n, at::Generator& gen)>;
+/// U(0,1) pixels of shape [C,H,W].
+StartSampler uniform_starts(std::vector<int64_t> shape);
+/// Samples of a Gaussian mixture fitted to images [N,C,H,W] in [0,1]: one
+/// component per label value (labels [N] int64; undefined = one component),
+/// weighted by class frequency, each with its mean and full pixel covariance
+/// plus `ridge` * I, clipped to [0,1]. Every class needs >= 2 images.
+StartSampler gaussian_starts(const torch::Tensor& images, const torch::Tensor& labels, double ridge = 0.01);
+
 /// Persistent sample buffer for contrastive divergence.
 class ReplayBuffer {
  public:
-  /// capacity images of shape [C,H,W], initialised U(0,1) from `gen`.
-  ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen);
+  /// capacity images of shape [C,H,W], filled from `starts` (default U(0,1)).
+  ReplayBuffer(int64_t capacity, std::vector<int64_t> shape, at::Generator& gen, StartSampler starts = {});
   /// Draw n start points: indices into the buffer (returned in *idx) and the
-  /// images [n,C,H,W]; each start is re-initialised from U(0,1) with prob `reinit`.
+  /// images [n,C,H,W]; each start is replaced by a fresh one with prob `reinit`.
   torch::Tensor sample(int64_t n, double reinit, at::Generator& gen, torch::Tensor* idx);
   /// Write chains back: x [n,C,H,W] at idx [n].
   void update(const torch::Tensor& idx, const torch::Tensor& x);
@@ -124,6 +141,7 @@ class ReplayBuffer {
 
  private:
   torch::Tensor data_;  // [capacity,C,H,W]
+  StartSampler starts_;
 };
 
 /// Outliers synthesised from an in-distribution batch x[B,1,H,W] (never from

@@ -35,6 +35,9 @@ check "inpaint center" 0 "$EBM" inpaint --model "$T/m" --input "$T/noisy.npy" --
 check "inpaint single png" 0 "$EBM" inpaint --model "$T/m" --input "$T/one.png" --mask half --steps 5 --out "$T/inp.png" --threads 1
 check "bad mask is a usage error" 2 "$EBM" inpaint --model "$T/m" --input "$T/noisy.npy" --mask center:99 --out "$T/x.npy"
 check "sample" 0 "$EBM" sample --model "$T/m" --n 4 --steps 3 --out "$T/s.png" --save "$T/s.npy" --threads 1 -q
+check "sample from data-fitted Gaussian starts" 0 "$EBM" sample --model "$T/m" --init gaussian --n 4 --steps 3 \
+  --out "$T/g.png" --threads 1 -q
+check "unknown --init is a usage error" 2 "$EBM" sample --model "$T/m" --init bogus --out "$T/g.png"
 
 # A failing command leaves an existing output untouched.
 printf 'keep' >"$T/keep.npy"
