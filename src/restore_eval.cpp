@@ -100,6 +100,13 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& m, const torch::Tensor& 
   throw UsageError("unknown EBM denoise method '" + m + "'");
 }
 
+namespace {
+const std::string& checked_split(const std::string& s) {
+  if (s != "test" && s != "val") throw UsageError("--split must be test or val, got '" + s + "'");
+  return s;
+}
+}  // namespace
+
 double card_sigma_max(const Energy& e, double fallback) {
   const auto* m = dynamic_cast<const NativeModel*>(&e);
   if (!m) return fallback;
@@ -116,14 +123,15 @@ namespace {
 // (a projection method in the spirit of RePaint / DDRM, on a noise-unconditional
 // DSM energy): noise the current estimate at sigma_t, denoise it with one
 // Tweedie step x - sigma_t^2 grad E, paste the known pixels back; sigma_t
-// geometric sigma_max -> 0.02 over 30 levels, 3 steps each. The missing pixels start
+// geometric sigma_max -> sigma_min over 30 levels, 3 steps each. The missing pixels start
 // at the mean of the known ones. Each chain is one posterior sample; their mean
 // estimates the posterior mean, which is what PSNR rewards (so the chains are
 // averaged, not selected).
 torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor& known, int64_t chains,
-                              uint64_t seed, double s_max) {
-  const double s_min = 0.02;
-  if (!(s_max > s_min)) throw UsageError("tweedie inpainting: sigma_max must be > 0.02, got " + std::to_string(s_max));
+                              uint64_t seed, double s_max, double s_min) {
+  if (!(s_min > 0 && s_max > s_min))
+    throw UsageError("tweedie inpainting needs sigma_max > sigma_min > 0, got sigma_max " + std::to_string(s_max) +
+                     ", sigma_min " + std::to_string(s_min));
   const int levels = 30, repeats = 3;
   auto gen = at::detail::createCPUGenerator(seed);
   const auto k = (known != 0).expand_as(image);
@@ -147,9 +155,9 @@ torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch
 }  // namespace
 
 torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed, double sigma_max) {
+                          int64_t chains, uint64_t seed, double sigma_max, double sigma_min) {
   if (m == "reference") return inpaint(e, image, known, InpaintOptions().chains(chains).seed(seed));
-  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed, sigma_max);
+  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed, sigma_max, sigma_min);
   if (m != "annealed") throw UsageError("unknown EBM inpaint method '" + m + "'");
   // Annealed Langevin (Song & Ermon 2019) through the shared sampler: step
   // alpha*sigma_t^2 and noise sqrt(2*alpha)*sigma_t with sigma_t geometric from
@@ -172,7 +180,7 @@ torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& 
 nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   if (!(o.sigma() > 0)) throw UsageError("--sigma must be > 0, got " + std::to_string(o.sigma()));
   DatasetOptions dt, dv;
-  dt.split = "test", dt.n = o.n();
+  dt.split = checked_split(o.split()), dt.n = o.n();
   dv.split = "val", dv.n = o.n_val();
   auto clean = load_dataset(o.data(), dt).images;
   auto gen = at::detail::createCPUGenerator(o.seed());
@@ -199,14 +207,14 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   }
   bar.finish();
   write_grid(o.grid(), clean, rows);
-  return {{"sigma", o.sigma()}, {"data", o.data()}, {"split", "test"}, {"n", clean.size(0)}, {"clipped", true},
+  return {{"sigma", o.sigma()}, {"data", o.data()}, {"split", o.split()}, {"n", clean.size(0)}, {"clipped", true},
           {"seed", o.seed()}, {"methods", score_rows(rows, clean, {})},
           {"note", "noisy = clean + N(0, sigma^2), clipped to [0,1]; baselines tuned on the val split by mean PSNR"}};
 }
 
 nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   DatasetOptions dt, dv;
-  dt.split = "test", dt.n = o.n();
+  dt.split = checked_split(o.split()), dt.n = o.n();
   dv.split = "val", dv.n = o.n_val();
   auto clean = load_dataset(o.data(), dt).images;
   auto known = make_mask(o.mask(), clean.size(0), clean.size(2), clean.size(3), o.seed());
@@ -220,10 +228,11 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   for (auto& m : methods) {
     double t0 = now_s();
     auto out = chunked(clean, [&](const torch::Tensor& x, int64_t i) {
-      return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max);
+      return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max,
+                         o.sigma_min());
     });
     json params{{"chains", o.chains()}};
-    if (m == "tweedie") params["sigma_max"] = sigma_max;
+    if (m == "tweedie") params["sigma_max"] = sigma_max, params["sigma_min"] = o.sigma_min();
     rows.push_back({"ebm-" + m, out, now_s() - t0, params});
     bar.update(++done, "ebm-" + m);
   }
@@ -239,7 +248,7 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   }
   bar.finish();
   write_grid(o.grid(), clean, rows);
-  return {{"mask", o.mask()}, {"data", o.data()}, {"split", "test"}, {"n", clean.size(0)}, {"seed", o.seed()},
+  return {{"mask", o.mask()}, {"data", o.data()}, {"split", o.split()}, {"n", clean.size(0)}, {"seed", o.seed()},
           {"methods", score_rows(rows, clean, missing)},
           {"note", "psnr_masked is over the missing pixels only; baselines tuned on the val split by mean PSNR"}};
 }

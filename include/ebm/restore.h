@@ -82,6 +82,14 @@ struct RestoreEvalOptions {
   /// Largest noise level of the tweedie inpainter; 0 = the model card's largest
   /// training sigma ("options.dsm_sigmas"), else 0.4.
   TORCH_ARG(double, sigma_max) = 0.0;
+  /// Last noise level of the tweedie inpainter (its final Tweedie step). Higher
+  /// values return smoother per-chain estimates (closer to the posterior mean).
+  /// 0.1 was chosen on the MNIST val split (center:14, 16 chains: masked PSNR
+  /// 9.18 dB against 9.13 dB at 0.02).
+  TORCH_ARG(double, sigma_min) = 0.1;
+  /// "test" (reported figures) or "val" (tuning; the baselines then tune on the
+  /// first n_val of the same images they are scored on).
+  TORCH_ARG(std::string, split) = "test";
   TORCH_ARG(uint64_t, seed) = 0;
   /// Optional PNG: rows clean / input / each method, first 8 images.
   TORCH_ARG(std::string, grid) = "";
@@ -96,16 +104,16 @@ std::vector<std::string> ebm_denoise_methods();
 /// EBM inpainters: reference (the reference inpaint_with_ebm, known pixels exact) and
 /// annealed (Langevin with step and noise annealed geometrically from sigma 0.5 to 0.03,
 /// then one Tweedie step on the missing pixels) and tweedie (iterated noise + Tweedie
-/// denoising at sigma_max -> 0.02 with the known pixels pasted back after every step;
+/// denoising at sigma_max -> sigma_min with the known pixels pasted back after every step;
 /// the chains are averaged, an estimate of the posterior mean).
 std::vector<std::string> ebm_inpaint_methods();
 
 /// Run one EBM denoiser: y [N,1,H,W] noisy in [0,1], sigma the noise std -> [N,1,H,W].
 torch::Tensor ebm_denoise(Energy& e, const std::string& method, const torch::Tensor& y, double sigma, uint64_t seed);
 /// Run one EBM inpainter (known pixels exact) -> [N,1,H,W].
-/// sigma_max: the tweedie method's first noise level (> 0; see RestoreEvalOptions).
+/// sigma_max > sigma_min > 0: the tweedie method's first and last noise levels (see RestoreEvalOptions).
 torch::Tensor ebm_inpaint(Energy& e, const std::string& method, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed, double sigma_max = 0.4);
+                          int64_t chains, uint64_t seed, double sigma_max = 0.4, double sigma_min = 0.1);
 /// The largest "options.dsm_sigmas" value of a native model's card, else `fallback`.
 double card_sigma_max(const Energy& e, double fallback = 0.4);
 
