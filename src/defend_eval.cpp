@@ -158,15 +158,6 @@ json attack_options_json(const DefendEvalOptions& o) {
   return a;
 }
 
-json purifier_json(const PurifyOptions& p) {
-  auto sched = [](const Schedule& s) {
-    const char* k[] = {"constant", "linear", "cosine", "geometric"};
-    return s.kind == Schedule::kConstant ? std::string("constant") : std::string(k[s.kind]) + ":" + std::to_string(s.end_factor);
-  };
-  return {{"step_size", p.step_size()}, {"noise", p.noise()}, {"init_noise", p.init_noise()},
-          {"step_schedule", sched(p.step_schedule())}, {"noise_schedule", sched(p.noise_schedule())},
-          {"grad_clip", p.grad_clip()}, {"draws", p.draws()}};
-}
 
 }  // namespace
 
@@ -202,7 +193,7 @@ nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o)
 
   json report = {{"attack", o.attack()}, {"eps", o.attack() == "cw" ? json(nullptr) : json(o.eps())}, {"n", n},
                  {"data", o.data()}, {"split", o.split()}, {"attack_options", attack_options_json(o)},
-                 {"purifier", purifier_json(o.purify())}, {"seed", o.seed()}};
+                 {"purifier", purify_options_json(o.purify())}, {"seed", o.seed()}};
   json results = json::array();
 
   // Clean accuracy, with and without purification, per length.

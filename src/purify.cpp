@@ -7,6 +7,35 @@
 
 namespace ebm {
 
+PurifyOptions purify_options_from_card(const nlohmann::json& card) {
+  PurifyOptions p;
+  if (!card.contains("purify")) return p;
+  const auto& pc = card["purify"];
+  try {
+    p.steps(pc.value("steps", p.steps()))
+        .step_size(pc.value("step_size", p.step_size()))
+        .noise(pc.value("noise", p.noise()))
+        .init_noise(pc.value("init_noise", p.init_noise()))
+        .grad_clip(pc.value("grad_clip", p.grad_clip()))
+        .draws(pc.value("draws", p.draws()))
+        .step_schedule(Schedule::parse(pc.value("step_schedule", std::string("constant"))))
+        .noise_schedule(Schedule::parse(pc.value("noise_schedule", std::string("constant"))));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(std::string("malformed \"purify\" entry in a model card: ") + e.what());
+  }
+  return p;
+}
+
+nlohmann::json purify_options_json(const PurifyOptions& p) {
+  auto sched = [](const Schedule& s) {
+    const char* k[] = {"constant", "linear", "cosine", "geometric"};
+    return s.kind == Schedule::kConstant ? std::string("constant") : std::string(k[s.kind]) + ":" + std::to_string(s.end_factor);
+  };
+  return {{"step_size", p.step_size()}, {"noise", p.noise()}, {"init_noise", p.init_noise()},
+          {"step_schedule", sched(p.step_schedule())}, {"noise_schedule", sched(p.noise_schedule())},
+          {"grad_clip", p.grad_clip()}, {"draws", p.draws()}};
+}
+
 void check_purify_options(const PurifyOptions& o) {
   if (o.steps() < 0) throw UsageError("purify steps must be >= 0, got " + std::to_string(o.steps()));
   if (!(o.step_size() >= 0)) throw UsageError("purify step size must be >= 0, got " + std::to_string(o.step_size()));

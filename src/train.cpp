@@ -14,6 +14,7 @@
 #include "ebm/models.h"
 #include "ebm/morphology.h"
 #include "ebm/progress.h"
+#include "ebm/purify.h"
 
 namespace ebm {
 
@@ -243,6 +244,10 @@ void validate(const TrainOptions& o) {
     throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
   if (o.task() == "energy-finetune" && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
+  if (!o.purify_augment().empty() && !is_classifier_task(o.task()))
+    throw UsageError("--purify-augment applies to classifier tasks, not '" + o.task() + "'");
+  if (!(o.purify_fraction() >= 0 && o.purify_fraction() <= 1))
+    throw UsageError("--purify-fraction must be in [0, 1], got " + std::to_string(o.purify_fraction()));
   if (o.buffer_init() != "uniform" && o.buffer_init() != "gaussian")
     throw UsageError("--buffer-init must be uniform or gaussian, got '" + o.buffer_init() + "'");
   if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf")
@@ -325,6 +330,16 @@ TrainResult train(const TrainOptions& o) {
     throw UsageError("model has " + std::to_string(model->num_classes()) + " classes but the labels have " +
                      std::to_string(labels.num_classes));
 
+  // Purification augmentation: the purifier's own card settings, frozen.
+  EnergyPtr purifier;
+  PurifyOptions purify_opts;
+  if (!o.purify_augment().empty()) {
+    purifier = load_model(o.purify_augment());
+    purifier->set_training(false);
+    purify_opts = purify_options_from_card(load_card(o.purify_augment())).draws(1);
+    check_purify_options(purify_opts);
+  }
+
   torch::optim::Adam opt(model->parameters(),
                          torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
   auto gen = at::detail::createCPUGenerator(o.seed());
@@ -376,10 +391,16 @@ TrainResult train(const TrainOptions& o) {
     auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
     auto x = fit.images.index_select(0, idx);
     if (o.augment_shift() > 0) x = random_shift(x, o.augment_shift(), gen);
+    const auto clean = x;
     if (o.data_noise() > 0) x = x + o.data_noise() * torch::randn(x.sizes(), gen);
     if (o.noise_augment() > 0) {
       const auto sd = o.noise_augment() * torch::rand({x.size(0), 1, 1, 1}, gen);
       x = (x + sd * torch::randn(x.sizes(), gen)).clamp(0, 1);
+    }
+    if (purifier) {
+      const auto rows = (torch::rand({x.size(0)}, gen) < o.purify_fraction()).nonzero().flatten();
+      if (rows.numel() > 0)
+        x = x.index_copy(0, rows, purify(*purifier, clean.index_select(0, rows), purify_opts, gen).detach());
     }
     torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
 
@@ -540,6 +561,9 @@ TrainResult train(const TrainOptions& o) {
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
   if (!o.init().empty()) opts["init"] = o.init();
+  if (!o.purify_augment().empty())
+    opts.update({{"purify_augment", o.purify_augment()}, {"purify_fraction", o.purify_fraction()},
+                 {"purify", purify_options_json(purify_opts)}, {"purify_steps", purify_opts.steps()}});
   if (task == "dsm") opts.update({{"dsm_sigmas", o.dsm_sigmas()}, {"dsm_clip", o.dsm_clip()}});
   if (task == "energy-finetune")
     opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},

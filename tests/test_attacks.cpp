@@ -226,4 +226,23 @@ TEST(purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
   EXPECT_THROW(pgd(classifier_model(c), x, torch::zeros({2}, torch::kLong), PgdOptions().restarts(0)), UsageError);
 }
 
+TEST(purify, OptionsFromCardOverrideDefaultsAndRejectMalformed) {
+  const PurifyOptions d;
+  EXPECT_EQ(purify_options_from_card(nlohmann::json::object()).steps(), d.steps());
+  const nlohmann::json card = {{"purify", {{"steps", 10}, {"step_size", 0.16}, {"noise", 0.0}, {"init_noise", 0.4},
+                                           {"draws", 4}, {"step_schedule", "geometric:0.015"}}}};
+  const auto p = purify_options_from_card(card);
+  EXPECT_EQ(p.steps(), 10);
+  EXPECT_DOUBLE_EQ(p.step_size(), 0.16);
+  EXPECT_DOUBLE_EQ(p.noise(), 0.0);
+  EXPECT_DOUBLE_EQ(p.init_noise(), 0.4);
+  EXPECT_EQ(p.draws(), 4);
+  EXPECT_EQ(p.step_schedule().kind, Schedule::kGeometric);
+  EXPECT_DOUBLE_EQ(p.step_schedule().end_factor, 0.015);
+  EXPECT_DOUBLE_EQ(p.grad_clip(), d.grad_clip());  // absent: the default is kept
+  EXPECT_EQ(purify_options_json(p)["init_noise"], 0.4);
+  EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"steps", "ten"}}}}), DataError);
+  EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"step_schedule", "bogus"}}}}), UsageError);
+}
+
 }  // namespace

@@ -185,8 +185,9 @@ TEST(Train, SmokeEveryTask) {
   if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
   const std::string clf = tmpdir("clf");
+  const std::string dsm = tmpdir("dsm");
   for (std::string task : {"clf", "ebm", "jem", "dsm"}) {
-    const std::string out = task == "clf" ? clf : tmpdir(task);
+    const std::string out = task == "clf" ? clf : task == "dsm" ? dsm : tmpdir(task);
     auto r = train(tiny(task, out));
     EXPECT_EQ(r.steps, 6) << task;
     EXPECT_EQ(r.card["task"], task);
@@ -203,6 +204,12 @@ TEST(Train, SmokeEveryTask) {
   auto warm = train(tiny("jem", warm_dir).init(clf).arch(nullptr));
   EXPECT_EQ(warm.card["options"]["init"], clf);
   EXPECT_EQ(load_card(warm_dir)["arch"], load_card(clf)["arch"]);
+  // Purification augmentation with the tiny DSM as purifier (card without a
+  // "purify" entry: the PurifyOptions defaults, 50 steps).
+  auto pa = train(tiny("clf", tmpdir("clf-pa")).purify_augment(dsm).purify_fraction(0.5));
+  EXPECT_EQ(pa.card["options"]["purify_augment"], dsm);
+  EXPECT_EQ(pa.card["options"]["purify_steps"], 50);
+  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-pa")).purify_augment(dsm)), UsageError);
 }
 
 TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {

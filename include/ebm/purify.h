@@ -19,6 +19,8 @@
 #include "ebm/energy.h"
 #include "ebm/langevin.h"
 
+#include <nlohmann/json.hpp>
+
 namespace ebm {
 
 struct PurifyOptions {
@@ -42,6 +44,15 @@ struct PurifyOptions {
 
 /// Throws UsageError naming the bad value.
 void check_purify_options(const PurifyOptions& o);
+
+/// The defaults above, overridden by a model card's "purify" entry when it has
+/// one: {"steps","step_size","noise","init_noise","grad_clip","draws",
+/// "step_schedule","noise_schedule"} (each optional). Throws DataError on a
+/// malformed entry.
+PurifyOptions purify_options_from_card(const nlohmann::json& card);
+/// {"step_size","noise","init_noise","step_schedule","noise_schedule","grad_clip","draws"}
+/// (steps are per-call, so not included), as reports and cards record them.
+nlohmann::json purify_options_json(const PurifyOptions& p);
 
 /// One purification draw: x [B,C,H,W] in [0,1] -> [B,C,H,W] in [0,1].
 /// All randomness (initial noise, Langevin noise) comes from `gen`.

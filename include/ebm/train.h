@@ -64,6 +64,12 @@ struct TrainOptions {
   /// gradients guide Langevin chains: the chains pass through noisy images, so
   /// the classifier must be right about them too (classifier guidance).
   TORCH_ARG(double, noise_augment) = 0.0;
+  /// Purifier model (an energy whose card may carry a "purify" entry, see
+  /// purify.h): each data image is replaced, with probability
+  /// purify_fraction, by one purification draw of its clean version, so that a
+  /// classifier learns what the purifier outputs. Empty = off. Classifier tasks.
+  TORCH_ARG(std::string, purify_augment) = "";
+  TORCH_ARG(double, purify_fraction) = 0.5;
   /// Clip the parameter-gradient norm (0 = off).
   TORCH_ARG(double, clip_grad_norm) = 1.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).

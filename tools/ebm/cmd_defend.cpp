@@ -122,18 +122,14 @@ void add_eval(CLI::App* parent, Action& run) {
         throw UsageError("--classifier '" + f->classifier + "' is not a classifier (it has no logits)");
       // Purifier: flags > the --ebm card's "purify" entry > PurifyOptions defaults.
       const json card = load_card(f->ebm);
-      const json pc = card.contains("purify") ? card["purify"] : json::object();
-      auto pick = [&](double flag, const char* key, double def) {
-        return flag >= 0 ? flag : pc.contains(key) ? pc[key].get<double>() : def;
-      };
-      PurifyOptions p;
-      p.step_size(pick(f->step_size, "step_size", p.step_size()))
-          .noise(pick(f->noise, "noise", p.noise()))
-          .init_noise(pick(f->init_noise, "init_noise", p.init_noise()))
-          .grad_clip(pick(f->grad_clip, "grad_clip", p.grad_clip()))
-          .draws(f->draws >= 0 ? f->draws : pc.value("draws", p.draws()))
-          .step_schedule(Schedule::parse(!f->step_schedule.empty() ? f->step_schedule : pc.value("step_schedule", std::string("constant"))))
-          .noise_schedule(Schedule::parse(!f->noise_schedule.empty() ? f->noise_schedule : pc.value("noise_schedule", std::string("constant"))));
+      PurifyOptions p = purify_options_from_card(card);
+      if (f->step_size >= 0) p.step_size(f->step_size);
+      if (f->noise >= 0) p.noise(f->noise);
+      if (f->init_noise >= 0) p.init_noise(f->init_noise);
+      if (f->grad_clip >= 0) p.grad_clip(f->grad_clip);
+      if (f->draws >= 0) p.draws(f->draws);
+      if (!f->step_schedule.empty()) p.step_schedule(Schedule::parse(f->step_schedule));
+      if (!f->noise_schedule.empty()) p.noise_schedule(Schedule::parse(f->noise_schedule));
       auto o = DefendEvalOptions()
                    .data(f->data).split(f->split).n(f->n).batch(f->batch).attack(f->attack).eps(f->eps)
                    .pgd(PgdOptions().steps(f->attack_steps).step_size(f->attack_step_size)

@@ -29,7 +29,8 @@ void add_train(CLI::App& app, Action& run) {
                  ckpt_every = 250, sample_every = 0, stop_after = -1, eval_n = 2000;
   static double lr = 1e-4, beta1 = 0.0, clip = 1.0, data_noise = 0.005, reinit = 0.05, sgld_step = 10.0,
                 sgld_noise = 0.005, sgld_clip = 0.03, l2 = 0.1, gen_weight = 1.0, ft_weight = 0.1;
-  static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant", buffer_init = "uniform";
+  static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant", buffer_init = "uniform", purify_augment;
+  static double purify_fraction = 0.5;
   static int64_t augment_shift = 0;
   static double noise_augment = 0.0;
   static std::vector<double> sigmas{0.1, 0.2, 0.3};
@@ -56,6 +57,10 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--noise-augment", noise_augment, "Per-image noise std ~ U(0,S) on data, clipped (classifier guidance)")->capture_default_str();
   sub->add_option("--buffer-size", buffer, "Replay buffer size (IGEBM/JEM: 10000)")->capture_default_str();
   sub->add_option("--reinit", reinit, "Fraction of chains restarted from a fresh start (--buffer-init) each step (5%)")->capture_default_str();
+  sub->add_option("--purify-augment", purify_augment,
+                  "Classifiers: replace a fraction of each batch by one purification draw of the clean images,\n"
+                  "using this purifier model and its card's \"purify\" settings (e.g. models/mnist-purifier)");
+  sub->add_option("--purify-fraction", purify_fraction, "Fraction of each batch purified")->capture_default_str();
   sub->add_option("--buffer-init", buffer_init,
                   "Chain starts: uniform (U(0,1), IGEBM/JEM) | gaussian (per-class Gaussian fitted to the fit split, "
                   "JEM++)")
@@ -98,7 +103,7 @@ void add_train(CLI::App& app, Action& run) {
         arch["activation"] = activation;
       }
       o.task(task).data(data).out(out).arch(arch).attribute(attribute).init(init).steps(steps).batch(batch)
-          .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).noise_augment(noise_augment).buffer_size(buffer).buffer_init(buffer_init)
+          .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).noise_augment(noise_augment).buffer_size(buffer).buffer_init(buffer_init).purify_augment(purify_augment).purify_fraction(purify_fraction)
           .reinit(reinit).sgld_steps(sgld_steps).sgld_step(sgld_step).sgld_noise(sgld_noise)
           .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas).dsm_clip(dsm_clip)
           .m_in(margin(m_in, "--m-in")).m_out(margin(m_out, "--m-out")).ft_weight(ft_weight)
