@@ -316,7 +316,7 @@ TrainResult train(const TrainOptions& o) {
   torch::manual_seed(o.seed());  // weight initialisation
   std::shared_ptr<NativeModel> model;
   if (!o.init().empty()) {
-    // Warm start (JEM from a trained classifier, as JEM++ does): weights only;
+    // Warm start (e.g. a JEM from a trained classifier): weights only;
     // optimiser, buffer and schedule start fresh.
     auto init = std::dynamic_pointer_cast<NativeModel>(load_model(o.init()));
     if (!init || init->num_classes() == 0)
