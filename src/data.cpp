@@ -156,4 +156,10 @@ std::string dataset_help() {
          "invert:<name>, or a path to an .idx/.idx.gz/.npy/.png file";
 }
 
+const std::string& check_eval_split(const std::string& split) {
+  if (split != "test" && split != "val")
+    throw UsageError("--split must be test or val (never a training split), got '" + split + "'");
+  return split;
+}
+
 }  // namespace ebm

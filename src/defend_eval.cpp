@@ -158,7 +158,6 @@ json attack_options_json(const DefendEvalOptions& o) {
   return a;
 }
 
-
 }  // namespace
 
 nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
@@ -167,9 +166,7 @@ nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o)
     throw UsageError("--classifier must be a classifier (logits [B,K]); '" + clf.describe() + "' is an energy only");
   const double t0 = now_s();
   DatasetOptions dopt;
-  if (o.split() != "test" && o.split() != "val")
-    throw UsageError("--split must be test or val (never a training split), got '" + o.split() + "'");
-  dopt.split = o.split();
+  dopt.split = check_eval_split(o.split());
   dopt.n = o.n();
   Dataset d = load_dataset(o.data(), dopt);
   if (!d.labels.defined()) throw UsageError("dataset '" + o.data() + "' has no labels; attacks need them");

@@ -100,13 +100,6 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& m, const torch::Tensor& 
   throw UsageError("unknown EBM denoise method '" + m + "'");
 }
 
-namespace {
-const std::string& checked_split(const std::string& s) {
-  if (s != "test" && s != "val") throw UsageError("--split must be test or val, got '" + s + "'");
-  return s;
-}
-}  // namespace
-
 double card_sigma_max(const Energy& e, double fallback) {
   const auto* m = dynamic_cast<const NativeModel*>(&e);
   if (!m) return fallback;
@@ -180,7 +173,7 @@ torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& 
 nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   if (!(o.sigma() > 0)) throw UsageError("--sigma must be > 0, got " + std::to_string(o.sigma()));
   DatasetOptions dt, dv;
-  dt.split = checked_split(o.split()), dt.n = o.n();
+  dt.split = check_eval_split(o.split()), dt.n = o.n();
   dv.split = "val", dv.n = o.n_val();
   auto clean = load_dataset(o.data(), dt).images;
   auto gen = at::detail::createCPUGenerator(o.seed());
@@ -214,7 +207,7 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
 
 nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   DatasetOptions dt, dv;
-  dt.split = checked_split(o.split()), dt.n = o.n();
+  dt.split = check_eval_split(o.split()), dt.n = o.n();
   dv.split = "val", dv.n = o.n_val();
   auto clean = load_dataset(o.data(), dt).images;
   auto known = make_mask(o.mask(), clean.size(0), clean.size(2), clean.size(3), o.seed());

@@ -59,6 +59,10 @@ Dataset load_dataset(const std::string& name, const DatasetOptions& opts = {});
 /// the total is exactly floor(N/k).
 torch::Tensor stratified_holdout(const torch::Tensor& labels, int64_t every_k);
 
+/// The splits an evaluation may score: "test" (reported figures) or "val"
+/// (tuning). Returns `split`; a training split is a UsageError naming it.
+const std::string& check_eval_split(const std::string& split);
+
 /// The names accepted by load_dataset, for --help texts.
 std::string dataset_help();
 
