@@ -15,6 +15,7 @@
 #include "ebm/morphology.h"
 #include "ebm/progress.h"
 #include "ebm/purify.h"
+#include "ebm/attacks.h"
 
 namespace ebm {
 
@@ -141,6 +142,18 @@ torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& 
 // ---------------------------------------------------------------- trainer
 namespace {
 
+// L-inf PGD (random start, step 2.5*eps/steps) against the model being
+// trained, which is in eval mode for the attack and back in training mode
+// after. x [B,C,H,W] in [0,1], y [B] -> x_adv [B,C,H,W], detached.
+torch::Tensor pgd_rows(Energy& model, const torch::Tensor& x, const torch::Tensor& y, double eps, int64_t steps,
+                       uint64_t seed) {
+  auto am = classifier_model(model);
+  auto po = PgdOptions().eps(eps).steps(steps).step_size(2.5 * eps / double(steps)).seed(seed);
+  auto out = pgd(am, x, y, po).detach();
+  model.set_training(true);
+  return out;
+}
+
 bool is_pcd(const std::string& t) { return t == "ebm" || t == "jem" || t == "attribute"; }
 bool is_classifier_task(const std::string& t) {
   return t == "clf" || t == "jem" || t == "attribute" || t == "energy-finetune";
@@ -248,10 +261,27 @@ void validate(const TrainOptions& o) {
     throw UsageError("--purify-augment applies to classifier tasks, not '" + o.task() + "'");
   if (!(o.purify_fraction() >= 0 && o.purify_fraction() <= 1))
     throw UsageError("--purify-fraction must be in [0, 1], got " + std::to_string(o.purify_fraction()));
+  if (o.purify_attack_eps() != 0 && o.purify_augment().empty())
+    throw UsageError("--purify-attack-eps needs --purify-augment (the attacked images are then purified)");
+  if (!(o.purify_attack_eps() >= 0 && o.purify_attack_eps() <= 1))
+    throw UsageError("--purify-attack-eps must be in [0, 1], got " + std::to_string(o.purify_attack_eps()));
+  if (!(o.purify_attack_fraction() >= 0 && o.purify_attack_fraction() <= 1))
+    throw UsageError("--purify-attack-fraction must be in [0, 1], got " + std::to_string(o.purify_attack_fraction()));
+  if (o.adv_eps() != 0 && !is_classifier_task(o.task()))
+    throw UsageError("--adv-eps applies to classifier tasks, not '" + o.task() + "'");
+  if (!(o.adv_eps() >= 0 && o.adv_eps() <= 1))
+    throw UsageError("--adv-eps must be in [0, 1], got " + std::to_string(o.adv_eps()));
+  if (!(o.adv_fraction() >= 0 && o.adv_fraction() <= 1))
+    throw UsageError("--adv-fraction must be in [0, 1], got " + std::to_string(o.adv_fraction()));
+  if (o.adv_eps() > 0 && o.adv_steps() < 1)
+    throw UsageError("--adv-steps must be >= 1, got " + std::to_string(o.adv_steps()));
+  if (o.purify_attack_eps() > 0 && o.purify_attack_steps() < 1)
+    throw UsageError("--purify-attack-steps must be >= 1, got " + std::to_string(o.purify_attack_steps()));
   if (o.buffer_init() != "uniform" && o.buffer_init() != "gaussian")
     throw UsageError("--buffer-init must be uniform or gaussian, got '" + o.buffer_init() + "'");
-  if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf")
-    throw UsageError("--init (warm start from a classifier) applies to --task clf, jem and energy-finetune, not '" +
+  if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf" &&
+      o.task() != "attribute")
+    throw UsageError("--init (warm start from a classifier) applies to --task clf, jem, attribute and energy-finetune, not '" +
                      o.task() + "'");
 }
 
@@ -397,10 +427,28 @@ TrainResult train(const TrainOptions& o) {
       const auto sd = o.noise_augment() * torch::rand({x.size(0), 1, 1, 1}, gen);
       x = (x + sd * torch::randn(x.sizes(), gen)).clamp(0, 1);
     }
+    if (o.adv_eps() > 0) {
+      // Madry adversarial training on a share of the batch (clean images in, PGD out).
+      const auto rows = (torch::rand({x.size(0)}, gen) < o.adv_fraction()).nonzero().flatten();
+      if (rows.numel() > 0)
+        x = x.index_copy(0, rows, pgd_rows(*model, clean.index_select(0, rows), labels.y.index_select(0, idx.index_select(0, rows)),
+                                           o.adv_eps(), o.adv_steps(), o.seed() * 1000033ULL + uint64_t(step)));
+    }
     if (purifier) {
       const auto rows = (torch::rand({x.size(0)}, gen) < o.purify_fraction()).nonzero().flatten();
-      if (rows.numel() > 0)
-        x = x.index_copy(0, rows, purify(*purifier, clean.index_select(0, rows), purify_opts, gen).detach());
+      if (rows.numel() > 0) {
+        auto src = clean.index_select(0, rows);
+        if (o.purify_attack_eps() > 0) {
+          // Grey-box PGD against the current classifier on a random share of
+          // the rows about to be purified.
+          const auto adv = (torch::rand({rows.numel()}, gen) < o.purify_attack_fraction()).nonzero().flatten();
+          if (adv.numel() > 0)
+            src = src.index_copy(0, adv, pgd_rows(*model, src.index_select(0, adv),
+                                                  labels.y.index_select(0, idx.index_select(0, rows).index_select(0, adv)),
+                                                  o.purify_attack_eps(), o.purify_attack_steps(), o.seed() * 1000003ULL + uint64_t(step)));
+        }
+        x = x.index_copy(0, rows, purify(*purifier, src, purify_opts, gen).detach());
+      }
     }
     torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
 
@@ -564,6 +612,11 @@ TrainResult train(const TrainOptions& o) {
   if (!o.purify_augment().empty())
     opts.update({{"purify_augment", o.purify_augment()}, {"purify_fraction", o.purify_fraction()},
                  {"purify", purify_options_json(purify_opts)}, {"purify_steps", purify_opts.steps()}});
+  if (o.adv_eps() > 0)
+    opts.update({{"adv_eps", o.adv_eps()}, {"adv_fraction", o.adv_fraction()}, {"adv_steps", o.adv_steps()}});
+  if (o.purify_attack_eps() > 0)
+    opts.update({{"purify_attack_eps", o.purify_attack_eps()}, {"purify_attack_fraction", o.purify_attack_fraction()},
+                 {"purify_attack_steps", o.purify_attack_steps()}});
   if (task == "dsm") opts.update({{"dsm_sigmas", o.dsm_sigmas()}, {"dsm_clip", o.dsm_clip()}});
   if (task == "energy-finetune")
     opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},

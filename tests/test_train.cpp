@@ -210,6 +210,18 @@ TEST(Train, SmokeEveryTask) {
   EXPECT_EQ(pa.card["options"]["purify_augment"], dsm);
   EXPECT_EQ(pa.card["options"]["purify_steps"], 50);
   EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-pa")).purify_augment(dsm)), UsageError);
+  // Adversarial purification training and plain adversarial training record
+  // their settings; bad values and wrong tasks are refused.
+  auto pat = train(tiny("clf", tmpdir("clf-pat")).purify_augment(dsm).purify_attack_eps(0.3).purify_attack_steps(2));
+  EXPECT_EQ(pat.card["options"]["purify_attack_eps"], 0.3);
+  EXPECT_EQ(pat.card["options"]["purify_attack_steps"], 2);
+  EXPECT_THROW(train(tiny("clf", tmpdir("clf-pat2")).purify_attack_eps(0.3)), UsageError);  // no purifier
+  auto adv = train(tiny("attribute", tmpdir("att-adv")).init(clf).arch(nullptr).adv_eps(0.1).adv_steps(2));
+  EXPECT_EQ(adv.card["options"]["adv_eps"], 0.1);
+  EXPECT_EQ(adv.card["options"]["init"], clf);
+  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-adv")).adv_eps(0.1)), UsageError);
+  EXPECT_THROW(train(tiny("clf", tmpdir("clf-adv")).adv_eps(1.5)), UsageError);
+  EXPECT_THROW(train(tiny("clf", tmpdir("clf-adv")).adv_eps(0.1).adv_steps(0)), UsageError);
 }
 
 TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {

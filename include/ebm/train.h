@@ -70,6 +70,24 @@ struct TrainOptions {
   /// classifier learns what the purifier outputs. Empty = off. Classifier tasks.
   TORCH_ARG(std::string, purify_augment) = "";
   TORCH_ARG(double, purify_fraction) = 0.5;
+  /// Adversarial training (Madry et al. 2018; 0 = off): a share adv_fraction
+  /// of each batch is replaced by L-inf PGD examples of this radius against
+  /// the classifier being trained. Besides robustness, it makes the input
+  /// gradients perceptually aligned (Santurkar et al. 2019), which is what a
+  /// guidance classifier for compositional sampling needs. Classifier tasks.
+  TORCH_ARG(double, adv_eps) = 0.0;
+  TORCH_ARG(double, adv_fraction) = 0.5;
+  /// PGD steps (step size 2.5 * eps / steps).
+  TORCH_ARG(int64_t, adv_steps) = 7;
+  /// Adversarial purification training (0 = off): of the purified images, a
+  /// share purify_attack_fraction is first attacked by L-inf PGD of this
+  /// radius against the classifier being trained (the grey-box attacker:
+  /// the attack sees the classifier only, never the purifier), so that the
+  /// classifier learns to read purified adversarial inputs.
+  TORCH_ARG(double, purify_attack_eps) = 0.0;
+  TORCH_ARG(double, purify_attack_fraction) = 0.5;
+  /// PGD steps of that attack; the step size is 2.5 * eps / steps (Madry).
+  TORCH_ARG(int64_t, purify_attack_steps) = 10;
   /// Clip the parameter-gradient norm (0 = off).
   TORCH_ARG(double, clip_grad_norm) = 1.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).

@@ -30,7 +30,9 @@ void add_train(CLI::App& app, Action& run) {
   static double lr = 1e-4, beta1 = 0.0, clip = 1.0, data_noise = 0.005, reinit = 0.05, sgld_step = 10.0,
                 sgld_noise = 0.005, sgld_clip = 0.03, l2 = 0.1, gen_weight = 1.0, ft_weight = 0.1;
   static std::string m_in = "auto", m_out = "auto", lr_schedule = "constant", buffer_init = "uniform", purify_augment;
-  static double purify_fraction = 0.5;
+  static double purify_fraction = 0.5, purify_attack_eps = 0.0, purify_attack_fraction = 0.5;
+  static int64_t purify_attack_steps = 10, adv_steps = 7;
+  static double adv_eps = 0.0, adv_fraction = 0.5;
   static int64_t augment_shift = 0;
   static double noise_augment = 0.0;
   static std::vector<double> sigmas{0.1, 0.2, 0.3};
@@ -44,7 +46,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--width", width, "Base channel width of the architecture (default 32)");
   sub->add_option("--activation", activation, "conv-classifier activation: silu (default) | leaky_relu");
   sub->add_option("--attribute", attribute, "For --task attribute: digit | thickness")->capture_default_str();
-  sub->add_option("--init", init, "The classifier to start from: required by energy-finetune; a warm start for jem or clf");
+  sub->add_option("--init", init, "The classifier to start from: required by energy-finetune; a warm start for jem, clf or attribute");
   sub->add_option("--steps", steps, "Optimiser steps")->capture_default_str();
   sub->add_option("--batch", batch, "Batch size")->capture_default_str();
   sub->add_option("--lr", lr, "Adam learning rate")->capture_default_str();
@@ -61,6 +63,19 @@ void add_train(CLI::App& app, Action& run) {
                   "Classifiers: replace a fraction of each batch by one purification draw of the clean images,\n"
                   "using this purifier model and its card's \"purify\" settings (e.g. models/mnist-purifier)");
   sub->add_option("--purify-fraction", purify_fraction, "Fraction of each batch purified")->capture_default_str();
+  sub->add_option("--adv-eps", adv_eps,
+                  "Classifiers: adversarial training, L-inf PGD of this radius on a share of each batch (0 = off)")
+      ->capture_default_str();
+  sub->add_option("--adv-fraction", adv_fraction, "Share of each batch replaced by PGD examples")->capture_default_str();
+  sub->add_option("--adv-steps", adv_steps, "PGD steps of adversarial training (step 2.5*eps/steps)")->capture_default_str();
+  sub->add_option("--purify-attack-eps", purify_attack_eps,
+                  "Adversarial purification training: L-inf PGD of this radius against the classifier being\n"
+                  "trained (grey-box: the attack never sees the purifier) before purifying (0 = off)")
+      ->capture_default_str();
+  sub->add_option("--purify-attack-fraction", purify_attack_fraction, "Share of the purified images attacked first")
+      ->capture_default_str();
+  sub->add_option("--purify-attack-steps", purify_attack_steps, "PGD steps of that attack (step 2.5*eps/steps)")
+      ->capture_default_str();
   sub->add_option("--buffer-init", buffer_init,
                   "Chain starts: uniform (U(0,1), IGEBM/JEM) | gaussian (per-class Gaussian fitted to the fit split, "
                   "JEM++)")
@@ -104,6 +119,8 @@ void add_train(CLI::App& app, Action& run) {
       }
       o.task(task).data(data).out(out).arch(arch).attribute(attribute).init(init).steps(steps).batch(batch)
           .lr(lr).beta1(beta1).warmup(warmup).lr_schedule(lr_schedule).augment_shift(augment_shift).clip_grad_norm(clip).data_noise(data_noise).noise_augment(noise_augment).buffer_size(buffer).buffer_init(buffer_init).purify_augment(purify_augment).purify_fraction(purify_fraction)
+          .purify_attack_eps(purify_attack_eps).purify_attack_fraction(purify_attack_fraction).purify_attack_steps(purify_attack_steps)
+          .adv_eps(adv_eps).adv_fraction(adv_fraction).adv_steps(adv_steps)
           .reinit(reinit).sgld_steps(sgld_steps).sgld_step(sgld_step).sgld_noise(sgld_noise)
           .sgld_grad_clip(sgld_clip).l2(l2).gen_weight(gen_weight).dsm_sigmas(sigmas).dsm_clip(dsm_clip)
           .m_in(margin(m_in, "--m-in")).m_out(margin(m_out, "--m-out")).ft_weight(ft_weight)
