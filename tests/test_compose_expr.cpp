@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include "scratch_dir.h"
 #include "ebm/attributes.h"
 #include "ebm/common.h"
 #include "ebm/compose.h"
@@ -70,8 +71,7 @@ namespace {
 struct TinyAttrs {
   std::string dir, digit, thick;
   TinyAttrs() {
-    dir = "/tmp/ebm_test_compose_" + std::to_string(::getpid());
-    ::mkdir(dir.c_str(), 0755);
+    dir = ebm::test::scratch_dir("ebm_test_compose", "", true);
     digit = dir + "/digit";
     thick = dir + "/thick";
     torch::manual_seed(5);

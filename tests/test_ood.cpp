@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "scratch_dir.h"
 #include "ebm/common.h"
 #include "ebm/data.h"
 #include "ebm/image_io.h"
@@ -34,11 +35,7 @@ bool exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-std::string tmpdir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "ebm_ood_" + name + "_" + std::to_string(::getpid());
-  std::system(("rm -rf '" + d + "' && mkdir -p '" + d + "'").c_str());
-  return d;
-}
+std::string tmpdir(const std::string& name) { return ebm::test::scratch_dir("ebm_ood_", name, true); }
 
 // A 3-class "classifier" with logits_k = w_k * mean(x) + b_k: every score has
 // a closed form.

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "scratch_dir.h"
 #include "ebm/common.h"
 #include "ebm/data.h"
 #include "ebm/models.h"
@@ -25,11 +26,7 @@ bool have_data() {
   return ::stat((data_dir() + "/mnist/images.idx").c_str(), &st) == 0;
 }
 
-std::string tmpdir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "ebm_train_" + name + "_" + std::to_string(::getpid());
-  std::system(("rm -rf '" + d + "'").c_str());
-  return d;
-}
+std::string tmpdir(const std::string& name) { return ebm::test::scratch_dir("ebm_train_", name, false); }
 
 // E(x) = 0.5*||x - mu||^2 with a learnable scalar mu: a loss oracle.
 class ShiftEnergy : public Energy {
