@@ -12,6 +12,7 @@
 #include "ebm/models.h"
 #include "ebm/progress.h"
 #include "ebm/restore.h"
+#include "ebm/tweedie.h"
 
 namespace ebm {
 
@@ -122,26 +123,16 @@ namespace {
 // averaged, not selected).
 torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor& known, int64_t chains,
                               uint64_t seed, double s_max, double s_min) {
-  if (!(s_min > 0 && s_max > s_min))
-    throw UsageError("tweedie inpainting needs sigma_max > sigma_min > 0, got sigma_max " + std::to_string(s_max) +
-                     ", sigma_min " + std::to_string(s_min));
-  const int levels = 30, repeats = 3;
+  const auto o = TweedieOptions().sigma_max(s_max).sigma_min(s_min).levels(30).repeats(3);
+  check_tweedie_options(o);
   auto gen = at::detail::createCPUGenerator(seed);
   const auto k = (known != 0).expand_as(image);
   const auto kf = k.to(image.scalar_type());
+  // Unknown pixels start at the mean of the known ones.
   const auto fill = (image * kf).sum({1, 2, 3}, true) / kf.sum({1, 2, 3}, true).clamp_min(1);
+  const auto x0 = torch::where(k, image, fill.expand_as(image));
   torch::Tensor acc = torch::zeros_like(image);
-  for (int64_t c = 0; c < std::max<int64_t>(1, chains); ++c) {
-    auto x = torch::where(k, image, fill.expand_as(image));
-    for (int l = 0; l < levels; ++l) {
-      const double s = s_max * std::pow(s_min / s_max, double(l) / double(levels - 1));
-      for (int r = 0; r < repeats; ++r) {
-        const auto z = x + s * torch::randn(x.sizes(), gen);
-        x = torch::where(k, image, (z - s * s * energy_grad(e, z)).clamp(0, 1));
-      }
-    }
-    acc += x;
-  }
+  for (int64_t c = 0; c < std::max<int64_t>(1, chains); ++c) acc += tweedie_sample(e, x0, o, gen, k);
   return torch::where(k, image, acc / double(std::max<int64_t>(1, chains)));
 }
 
