@@ -117,13 +117,13 @@ namespace {
 // (a projection method in the spirit of RePaint / DDRM, on a noise-unconditional
 // DSM energy): noise the current estimate at sigma_t, denoise it with one
 // Tweedie step x - sigma_t^2 grad E, paste the known pixels back; sigma_t
-// geometric sigma_max -> sigma_min over 30 levels, 3 steps each. The missing pixels start
-// at the mean of the known ones. Each chain is one posterior sample; their mean
+// geometric sigma_max -> sigma_min over `levels` levels (default 30), `repeats`
+// steps each (default 3). The missing pixels start at the mean of the known ones. Each chain is one posterior sample; their mean
 // estimates the posterior mean, which is what PSNR rewards (so the chains are
 // averaged, not selected).
 torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor& known, int64_t chains,
-                              uint64_t seed, double s_max, double s_min) {
-  const auto o = TweedieOptions().sigma_max(s_max).sigma_min(s_min).levels(30).repeats(3);
+                              uint64_t seed, double s_max, double s_min, int64_t levels, int64_t repeats) {
+  const auto o = TweedieOptions().sigma_max(s_max).sigma_min(s_min).levels(levels).repeats(repeats);
   check_tweedie_options(o);
   auto gen = at::detail::createCPUGenerator(seed);
   const auto k = (known != 0).expand_as(image);
@@ -139,9 +139,10 @@ torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch
 }  // namespace
 
 torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed, double sigma_max, double sigma_min) {
+                          int64_t chains, uint64_t seed, double sigma_max, double sigma_min, int64_t levels,
+                          int64_t repeats) {
   if (m == "reference") return inpaint(e, image, known, InpaintOptions().chains(chains).seed(seed));
-  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed, sigma_max, sigma_min);
+  if (m == "tweedie") return tweedie_inpaint(e, image, known, chains, seed, sigma_max, sigma_min, levels, repeats);
   if (m != "annealed") throw UsageError("unknown EBM inpaint method '" + m + "'");
   // Annealed Langevin (Song & Ermon 2019) through the shared sampler: step
   // alpha*sigma_t^2 and noise sqrt(2*alpha)*sigma_t with sigma_t geometric from
@@ -213,10 +214,12 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
     double t0 = now_s();
     auto out = chunked(clean, [&](const torch::Tensor& x, int64_t i) {
       return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max,
-                         o.sigma_min());
+                         o.sigma_min(), o.levels(), o.repeats());
     });
     json params{{"chains", o.chains()}};
-    if (m == "tweedie") params["sigma_max"] = sigma_max, params["sigma_min"] = o.sigma_min();
+    if (m == "tweedie")
+      params["sigma_max"] = sigma_max, params["sigma_min"] = o.sigma_min(), params["levels"] = o.levels(),
+      params["repeats"] = o.repeats();
     rows.push_back({"ebm-" + m, out, now_s() - t0, params});
     bar.update(++done, "ebm-" + m);
   }

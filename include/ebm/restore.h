@@ -87,6 +87,10 @@ struct RestoreEvalOptions {
   /// 0.1 was chosen on the MNIST val split (center:14, 16 chains: masked PSNR
   /// 9.18 dB against 9.13 dB at 0.02).
   TORCH_ARG(double, sigma_min) = 0.1;
+  /// Noise levels and renoise-denoise steps per level of the tweedie inpainter
+  /// (tweedie.h); per chain it costs levels * repeats energy gradients.
+  TORCH_ARG(int64_t, levels) = 30;
+  TORCH_ARG(int64_t, repeats) = 3;
   /// "test" (reported figures) or "val" (tuning; the baselines then tune on the
   /// first n_val of the same images they are scored on).
   TORCH_ARG(std::string, split) = "test";
@@ -113,7 +117,8 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& method, const torch::Ten
 /// Run one EBM inpainter (known pixels exact) -> [N,1,H,W].
 /// sigma_max > sigma_min > 0: the tweedie method's first and last noise levels (see RestoreEvalOptions).
 torch::Tensor ebm_inpaint(Energy& e, const std::string& method, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed, double sigma_max = 0.4, double sigma_min = 0.1);
+                          int64_t chains, uint64_t seed, double sigma_max = 0.4, double sigma_min = 0.1,
+                          int64_t levels = 30, int64_t repeats = 3);
 /// The largest "options.dsm_sigmas" value of a native model's card, else `fallback`.
 double card_sigma_max(const Energy& e, double fallback = 0.4);
 

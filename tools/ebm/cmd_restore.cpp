@@ -24,7 +24,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
     std::string data = "fashion-mnist", mask = "center:14";
     double sigma = 0.2, sigma_max = 0.0, sigma_min = 0.1;
     std::string split = "test";
-    int64_t n = 1000, n_val = 100, chains = 1;
+    int64_t n = 1000, n_val = 100, chains = 1, levels = 30, repeats = 3;
     bool no_baselines = false;
     Common c;
   };
@@ -44,6 +44,9 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
                     "Last noise level of ebm-tweedie (higher = smoother chains, nearer the posterior mean)")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    sub->add_option("--levels", f->levels, "Noise levels of ebm-tweedie (geometric --sigma-max -> --sigma-min)")
+        ->capture_default_str();
+    sub->add_option("--repeats", f->repeats, "Renoise-denoise steps per level of ebm-tweedie")->capture_default_str();
   } else {
     sub->add_option("--sigma", f->sigma, "Noise std added to clean test images (then clipped to [0,1])")->capture_default_str();
   }
@@ -60,7 +63,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
       if (f->model.empty()) f->model = f->data == "mnist" ? "models/mnist-dsm-wide" : "models/fmnist-dsm";
       auto e = load_model(f->model);
       auto o = RestoreEvalOptions().data(f->data).sigma(f->sigma).mask(f->mask).n(f->n).n_val(f->n_val)
-                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).sigma_max(f->sigma_max).sigma_min(f->sigma_min).split(f->split).seed(f->c.seed).grid(f->grid);
+                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).sigma_max(f->sigma_max).sigma_min(f->sigma_min).levels(f->levels).repeats(f->repeats).split(f->split).seed(f->c.seed).grid(f->grid);
       json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
       rep["model"] = f->model;
       rep["command"] = command_line();
