@@ -198,7 +198,7 @@ void add_eval(CLI::App* parent, Action& run) {
         if (!grid.empty()) grid_rows.push_back(s.x.narrow(0, 0, std::min<int64_t>(10, n)));
       }
       json rep{{"n", n}, {"judge", judge_path}, {"judge_hash", model_hash(judge_path)},
-               {"generation", f.to_json(c.seed, attrs)}};
+               {"generation", f.to_json(c.seed, attrs)}, {"command", command_line()}};
       if (rows.size() == 1) {
         rep.update(rows[0]);
       } else {
