@@ -118,9 +118,10 @@ namespace {
 // DSM energy): noise the current estimate at sigma_t, denoise it with one
 // Tweedie step x - sigma_t^2 grad E, paste the known pixels back; sigma_t
 // geometric sigma_max -> sigma_min over `levels` levels (default 30), `repeats`
-// steps each (default 3). The missing pixels start at the mean of the known ones. Each chain is one posterior sample; their mean
-// estimates the posterior mean, which is what PSNR rewards (so the chains are
-// averaged, not selected).
+// steps each (default 3); see tweedie.h. The missing pixels start at the mean
+// of the known ones. Each chain is one posterior sample; their mean estimates
+// the posterior mean, which is what PSNR rewards (so the chains are averaged,
+// not selected).
 torch::Tensor tweedie_inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor& known, int64_t chains,
                               uint64_t seed, double s_max, double s_min, int64_t levels, int64_t repeats) {
   const auto o = TweedieOptions().sigma_max(s_max).sigma_min(s_min).levels(levels).repeats(repeats);

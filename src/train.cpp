@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "ebm/attacks.h"
 #include "ebm/common.h"
 #include "ebm/data.h"
 #include "ebm/image_io.h"
@@ -15,7 +16,6 @@
 #include "ebm/morphology.h"
 #include "ebm/progress.h"
 #include "ebm/purify.h"
-#include "ebm/attacks.h"
 
 namespace ebm {
 
@@ -142,16 +142,28 @@ torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& 
 // ---------------------------------------------------------------- trainer
 namespace {
 
-// L-inf PGD (random start, step 2.5*eps/steps) against the model being
-// trained, which is in eval mode for the attack and back in training mode
-// after. x [B,C,H,W] in [0,1], y [B] -> x_adv [B,C,H,W], detached.
-torch::Tensor pgd_rows(Energy& model, const torch::Tensor& x, const torch::Tensor& y, double eps, int64_t steps,
-                       uint64_t seed) {
+// PGD examples for a random share of a batch: each row of x [B,C,H,W] (labels
+// y [B]) is picked with probability `fraction` and attacked by L-inf PGD
+// (random start, step 2.5*eps/steps) against the model being trained, which is
+// in eval mode for the attack and back in training mode after. Returns the
+// picked row indices [R] and their adversarial images [R,C,H,W], detached.
+struct AttackedRows {
+  torch::Tensor rows, x;
+};
+AttackedRows attack_share(Energy& model, const torch::Tensor& x, const torch::Tensor& y, double fraction, double eps,
+                          int64_t steps, uint64_t seed, at::Generator& gen) {
+  AttackedRows a;
+  a.rows = (torch::rand({x.size(0)}, gen) < fraction).nonzero().flatten();
+  if (a.rows.numel() == 0) return a;
   auto am = classifier_model(model);
   auto po = PgdOptions().eps(eps).steps(steps).step_size(2.5 * eps / double(steps)).seed(seed);
-  auto out = pgd(am, x, y, po).detach();
+  a.x = pgd(am, x.index_select(0, a.rows), y.index_select(0, a.rows), po).detach();
   model.set_training(true);
-  return out;
+  return a;
+}
+
+void check_unit_interval(const std::string& flag, double v) {
+  if (!(v >= 0 && v <= 1)) throw UsageError(flag + " must be in [0, 1], got " + std::to_string(v));
 }
 
 bool is_pcd(const std::string& t) { return t == "ebm" || t == "jem" || t == "attribute"; }
@@ -259,20 +271,15 @@ void validate(const TrainOptions& o) {
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
   if (!o.purify_augment().empty() && !is_classifier_task(o.task()))
     throw UsageError("--purify-augment applies to classifier tasks, not '" + o.task() + "'");
-  if (!(o.purify_fraction() >= 0 && o.purify_fraction() <= 1))
-    throw UsageError("--purify-fraction must be in [0, 1], got " + std::to_string(o.purify_fraction()));
+  check_unit_interval("--purify-fraction", o.purify_fraction());
   if (o.purify_attack_eps() != 0 && o.purify_augment().empty())
     throw UsageError("--purify-attack-eps needs --purify-augment (the attacked images are then purified)");
-  if (!(o.purify_attack_eps() >= 0 && o.purify_attack_eps() <= 1))
-    throw UsageError("--purify-attack-eps must be in [0, 1], got " + std::to_string(o.purify_attack_eps()));
-  if (!(o.purify_attack_fraction() >= 0 && o.purify_attack_fraction() <= 1))
-    throw UsageError("--purify-attack-fraction must be in [0, 1], got " + std::to_string(o.purify_attack_fraction()));
+  check_unit_interval("--purify-attack-eps", o.purify_attack_eps());
+  check_unit_interval("--purify-attack-fraction", o.purify_attack_fraction());
   if (o.adv_eps() != 0 && !is_classifier_task(o.task()))
     throw UsageError("--adv-eps applies to classifier tasks, not '" + o.task() + "'");
-  if (!(o.adv_eps() >= 0 && o.adv_eps() <= 1))
-    throw UsageError("--adv-eps must be in [0, 1], got " + std::to_string(o.adv_eps()));
-  if (!(o.adv_fraction() >= 0 && o.adv_fraction() <= 1))
-    throw UsageError("--adv-fraction must be in [0, 1], got " + std::to_string(o.adv_fraction()));
+  check_unit_interval("--adv-eps", o.adv_eps());
+  check_unit_interval("--adv-fraction", o.adv_fraction());
   if (o.adv_eps() > 0 && o.adv_steps() < 1)
     throw UsageError("--adv-steps must be >= 1, got " + std::to_string(o.adv_steps()));
   if (o.purify_attack_eps() > 0 && o.purify_attack_steps() < 1)
@@ -429,23 +436,20 @@ TrainResult train(const TrainOptions& o) {
     }
     if (o.adv_eps() > 0) {
       // Madry adversarial training on a share of the batch (clean images in, PGD out).
-      const auto rows = (torch::rand({x.size(0)}, gen) < o.adv_fraction()).nonzero().flatten();
-      if (rows.numel() > 0)
-        x = x.index_copy(0, rows, pgd_rows(*model, clean.index_select(0, rows), labels.y.index_select(0, idx.index_select(0, rows)),
-                                           o.adv_eps(), o.adv_steps(), o.seed() * 1000033ULL + uint64_t(step)));
+      const auto a = attack_share(*model, clean, labels.y.index_select(0, idx), o.adv_fraction(), o.adv_eps(),
+                                  o.adv_steps(), o.seed() * 1000033ULL + uint64_t(step), gen);
+      if (a.rows.numel() > 0) x = x.index_copy(0, a.rows, a.x);
     }
     if (purifier) {
       const auto rows = (torch::rand({x.size(0)}, gen) < o.purify_fraction()).nonzero().flatten();
       if (rows.numel() > 0) {
         auto src = clean.index_select(0, rows);
         if (o.purify_attack_eps() > 0) {
-          // Grey-box PGD against the current classifier on a random share of
-          // the rows about to be purified.
-          const auto adv = (torch::rand({rows.numel()}, gen) < o.purify_attack_fraction()).nonzero().flatten();
-          if (adv.numel() > 0)
-            src = src.index_copy(0, adv, pgd_rows(*model, src.index_select(0, adv),
-                                                  labels.y.index_select(0, idx.index_select(0, rows).index_select(0, adv)),
-                                                  o.purify_attack_eps(), o.purify_attack_steps(), o.seed() * 1000003ULL + uint64_t(step)));
+          // Grey-box PGD against the current classifier on a share of the rows about to be purified.
+          const auto a = attack_share(*model, src, labels.y.index_select(0, idx.index_select(0, rows)),
+                                      o.purify_attack_fraction(), o.purify_attack_eps(), o.purify_attack_steps(),
+                                      o.seed() * 1000003ULL + uint64_t(step), gen);
+          if (a.rows.numel() > 0) src = src.index_copy(0, a.rows, a.x);
         }
         x = x.index_copy(0, rows, purify(*purifier, src, purify_opts, gen).detach());
       }
