@@ -17,61 +17,57 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
   auto* sub = parent->add_subcommand(
       "eval", is_inpaint ? "Inpaint test images with every EBM method and OpenCV TELEA/NS; PSNR (masked), SSIM, time"
                          : "Denoise test images with every EBM method and tuned OpenCV baselines; PSNR, SSIM, time");
+  // Flags bind straight to the options, so each default lives in restore.h only.
   struct Flags {
-    std::string model, json_out, grid;
+    std::string model;
     RestoreEvalOptions o;
-    std::vector<std::string> methods;
-    std::string data = "fashion-mnist", mask = "center:14";
-    double sigma = 0.2, sigma_max = 0.0, sigma_min = 0.1;
-    std::string split = "test";
-    int64_t n = 1000, n_val = 100, chains = 1, levels = 30, repeats = 3;
     bool no_baselines = false;
     Common c;
   };
   auto f = std::make_shared<Flags>();
+  auto& o = f->o;
   sub->add_option("--model", f->model, "Energy model (default: models/mnist-dsm-wide for mnist, else models/fmnist-dsm)");
-  sub->add_option("--data", f->data, "Dataset; its test split is evaluated")->capture_default_str();
+  sub->add_option("--data", o.data(), "Dataset; its test split is evaluated")->capture_default_str();
   if (is_inpaint) {
-    sub->add_option("--mask", f->mask, "center:K | random:P | half | mask file")->capture_default_str();
-    sub->add_option("--chains", f->chains,
+    sub->add_option("--mask", o.mask(), "center:K | random:P | half | mask file")->capture_default_str();
+    sub->add_option("--chains", o.chains(),
                     "Chains per image for EBM methods (reference/annealed keep the lowest energy; tweedie averages)")
         ->capture_default_str();
-    sub->add_option("--sigma-max", f->sigma_max,
+    sub->add_option("--sigma-max", o.sigma_max(),
                     "First noise level of ebm-tweedie (0 = the model's largest training sigma, else 0.4)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
-    sub->add_option("--sigma-min", f->sigma_min,
+    sub->add_option("--sigma-min", o.sigma_min(),
                     "Last noise level of ebm-tweedie (higher = smoother chains, nearer the posterior mean)")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    sub->add_option("--levels", f->levels, "Noise levels of ebm-tweedie (geometric --sigma-max -> --sigma-min)")
+    sub->add_option("--levels", o.levels(), "Noise levels of ebm-tweedie (geometric --sigma-max -> --sigma-min)")
         ->capture_default_str();
-    sub->add_option("--repeats", f->repeats, "Renoise-denoise steps per level of ebm-tweedie")->capture_default_str();
+    sub->add_option("--repeats", o.repeats(), "Renoise-denoise steps per level of ebm-tweedie")->capture_default_str();
   } else {
-    sub->add_option("--sigma", f->sigma, "Noise std added to clean test images (then clipped to [0,1])")->capture_default_str();
+    sub->add_option("--sigma", o.sigma(), "Noise std added to clean test images (then clipped to [0,1])")->capture_default_str();
   }
-  sub->add_option("--n", f->n, "Images (the first n of the split)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--split", f->split, "test (report) | val (tune without touching test)")->capture_default_str();
-  sub->add_option("--n-val", f->n_val, "Validation images for tuning the baselines")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--methods", f->methods, "EBM methods to run (default: all)")->delimiter(',');
+  sub->add_option("--n", o.n(), "Images (the first n of the split)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--split", o.split(), "test (report) | val (tune without touching test)")->capture_default_str();
+  sub->add_option("--n-val", o.n_val(), "Validation images for tuning the baselines")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--methods", o.methods(), "EBM methods to run (default: all)")->delimiter(',');
   sub->add_flag("--no-baselines", f->no_baselines, "Skip the OpenCV baselines");
-  sub->add_option("--grid", f->grid, "PNG: rows clean / input / each method (first 8 images)");
+  sub->add_option("--grid", o.grid(), "PNG: rows clean / input / each method (first 8 images)");
   add_common(sub, f->c, true);
   sub->callback([&run, f, is_inpaint] {
     run = [f, is_inpaint] {
       apply_common(f->c);
-      if (f->model.empty()) f->model = f->data == "mnist" ? "models/mnist-dsm-wide" : "models/fmnist-dsm";
+      auto& o = f->o;
+      if (f->model.empty()) f->model = o.data() == "mnist" ? "models/mnist-dsm-wide" : "models/fmnist-dsm";
       auto e = load_model(f->model);
-      auto o = RestoreEvalOptions().data(f->data).sigma(f->sigma).mask(f->mask).n(f->n).n_val(f->n_val)
-                   .baselines(!f->no_baselines).methods(f->methods).chains(f->chains).sigma_max(f->sigma_max).sigma_min(f->sigma_min).levels(f->levels).repeats(f->repeats).split(f->split).seed(f->c.seed).grid(f->grid);
+      o.baselines(!f->no_baselines).seed(f->c.seed);
       json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
       rep["model"] = f->model;
       rep["command"] = command_line();
       if (f->c.json_out != "-") {
-        std::printf("%s on %s %s, n = %lld, %s\n", is_inpaint ? "inpainting" : "denoising", f->data.c_str(),
-                    f->split.c_str(),
-                    (long long)rep["n"].get<int64_t>(),
-                    is_inpaint ? ("mask " + f->mask).c_str() : ("sigma " + std::to_string(f->sigma) + " (clipped)").c_str());
+        std::printf("%s on %s %s, n = %lld, %s\n", is_inpaint ? "inpainting" : "denoising", o.data().c_str(),
+                    o.split().c_str(), (long long)rep["n"].get<int64_t>(),
+                    is_inpaint ? ("mask " + o.mask()).c_str() : ("sigma " + std::to_string(o.sigma()) + " (clipped)").c_str());
         std::printf("%-18s %8s %8s %8s %10s  %s\n", "method", "psnr", is_inpaint ? "psnr_m" : "", "ssim", "s/image", "params");
         for (auto& m : rep["methods"]) {
           std::string pm = is_inpaint ? std::to_string(m["psnr_masked"].get<double>()).substr(0, 6) : "";
