@@ -287,8 +287,8 @@ void validate(const TrainOptions& o) {
   if (o.buffer_init() != "uniform" && o.buffer_init() != "gaussian")
     throw UsageError("--buffer-init must be uniform or gaussian, got '" + o.buffer_init() + "'");
   if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf" &&
-      o.task() != "attribute")
-    throw UsageError("--init (warm start from a classifier) applies to --task clf, jem, attribute and energy-finetune, not '" +
+      o.task() != "attribute" && o.task() != "dsm")
+    throw UsageError("--init (warm start) applies to --task clf, jem, attribute, energy-finetune and dsm, not '" +
                      o.task() + "'");
 }
 
@@ -353,11 +353,15 @@ TrainResult train(const TrainOptions& o) {
   torch::manual_seed(o.seed());  // weight initialisation
   std::shared_ptr<NativeModel> model;
   if (!o.init().empty()) {
-    // Warm start (e.g. a JEM from a trained classifier): weights only;
-    // optimiser, buffer and schedule start fresh.
+    // Warm start (e.g. a JEM from a trained classifier, or a longer DSM run
+    // from a shorter one): weights only; optimiser, buffer and schedule start fresh.
     auto init = std::dynamic_pointer_cast<NativeModel>(load_model(o.init()));
-    if (!init || init->num_classes() == 0)
+    if (task == "dsm") {
+      if (!init || init->num_classes() != 0)
+        throw UsageError("--init '" + o.init() + "' must be a native energy model (no classes) for --task dsm");
+    } else if (!init || init->num_classes() == 0) {
       throw UsageError("--init '" + o.init() + "' must be a native classifier model");
+    }
     model = init;
   } else {
     model = std::make_shared<NativeModel>(default_arch(o, labels.num_classes));

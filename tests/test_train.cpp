@@ -174,8 +174,8 @@ TEST(Train, RejectsBadOptions) {
   EXPECT_THROW(train(TrainOptions().task("ebm").out("")), UsageError);
   EXPECT_THROW(train(TrainOptions().task("ebm").out("/tmp/x").steps(0)), UsageError);
   EXPECT_THROW(train(TrainOptions().task("energy-finetune").out("/tmp/x")), UsageError);
-  // A warm start applies to classifier tasks only.
-  EXPECT_THROW(train(TrainOptions().task("dsm").out("/tmp/x").init("models/mnist-clf")), UsageError);
+  // A warm start applies to classifier tasks and dsm only.
+  EXPECT_THROW(train(TrainOptions().task("ebm").out("/tmp/x").init("models/mnist-dsm")), UsageError);
 }
 
 TEST(Train, SmokeEveryTask) {
@@ -201,6 +201,13 @@ TEST(Train, SmokeEveryTask) {
   auto warm = train(tiny("jem", warm_dir).init(clf).arch(nullptr));
   EXPECT_EQ(warm.card["options"]["init"], clf);
   EXPECT_EQ(load_card(warm_dir)["arch"], load_card(clf)["arch"]);
+  // A DSM warm-started from the tiny DSM keeps its architecture; a
+  // classifier is no DSM warm start.
+  const std::string dsm_warm = tmpdir("dsm-warm");
+  auto dw = train(tiny("dsm", dsm_warm).init(dsm).arch(nullptr));
+  EXPECT_EQ(dw.card["options"]["init"], dsm);
+  EXPECT_EQ(load_card(dsm_warm)["arch"], load_card(dsm)["arch"]);
+  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-from-clf")).init(clf).arch(nullptr)), UsageError);
   // Purification augmentation with the tiny DSM as purifier (card without a
   // "purify" entry: the PurifyOptions defaults, 50 steps).
   auto pa = train(tiny("clf", tmpdir("clf-pa")).purify_augment(dsm).purify_fraction(0.5));

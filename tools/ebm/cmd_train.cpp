@@ -46,7 +46,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--width", width, "Base channel width of the architecture (default 32)");
   sub->add_option("--activation", activation, "conv-classifier activation: silu (default) | leaky_relu");
   sub->add_option("--attribute", attribute, "For --task attribute: digit | thickness")->capture_default_str();
-  sub->add_option("--init", init, "The classifier to start from: required by energy-finetune; a warm start for jem, clf or attribute");
+  sub->add_option("--init", init, "The model to start from (weights only): required by energy-finetune; a warm start for jem, clf or attribute (a classifier) or dsm (an energy model)");
   sub->add_option("--steps", steps, "Optimiser steps")->capture_default_str();
   sub->add_option("--batch", batch, "Batch size")->capture_default_str();
   sub->add_option("--lr", lr, "Adam learning rate")->capture_default_str();
