@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "ebm/common.h"
+#include "ebm/ensemble.h"
 
 namespace nn = torch::nn;
 
@@ -191,6 +192,7 @@ json load_card(const std::string& path) {
 EnergyPtr load_model(const std::string& path) {
   json card = load_card(path);
   if (card.value("format", "native") == "torchscript") return std::make_shared<ScriptModel>(path);
+  if (card.value("format", "native") == "ensemble") return load_ensemble(path, card);
   if (!card.contains("arch")) throw DataError("'" + path + "/card.json' has no \"arch\"");
   auto m = std::make_shared<NativeModel>(card["arch"]);
   load_weights(path, *m);
@@ -229,7 +231,9 @@ void save_model(const std::string& dir, NativeModel& model) {
 }
 
 std::string model_hash(const std::string& path) {
-  const std::string bytes = read_file(is_dir(path) ? path + "/weights.pt" : path);
+  // An ensemble has no weights of its own: its card pins every member's hash.
+  const bool ensemble = is_dir(path) && load_card(path).value("format", "native") == "ensemble";
+  const std::string bytes = read_file(!is_dir(path) ? path : ensemble ? path + "/card.json" : path + "/weights.pt");
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
   char buf[17];

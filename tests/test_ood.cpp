@@ -543,4 +543,15 @@ TEST(OodCli, EvalCalibratePredict) {
   // A usage error: exit 2, and no report written.
   EXPECT_EQ(run(ebm + " ood eval --model " + m + " --in mnist --ood nope --json " + root + "/bad.json" + q), 2);
   EXPECT_FALSE(exists(root + "/bad.json"));
+  // ood ensemble: a model folder that eval reads like any other; test is refused as the fit split.
+  ASSERT_EQ(run(ebm + " ood ensemble --members " + m + "," + other + " --in mnist --n 50 --out " + root +
+                "/ens > /dev/null" + q), 0)
+      << slurp(root + "/err");
+  EXPECT_EQ(load_card(root + "/ens")["members"].size(), 2u);
+  ASSERT_EQ(run(ebm + " ood eval --model " + root + "/ens --in mnist --ood uniform --n-in 50 --n-ood 20 --json " +
+                root + "/ens.json > /dev/null" + q), 0)
+      << slurp(root + "/err");
+  EXPECT_EQ(json::parse(slurp(root + "/ens.json"))["score"], "energy");
+  EXPECT_EQ(run(ebm + " ood ensemble --members " + m + " --in mnist --split test --out " + root + "/ens2" + q), 2);
+  EXPECT_FALSE(exists(root + "/ens2/card.json"));
 }

@@ -113,7 +113,8 @@ class ScriptModel : public Energy {
   int64_t num_classes_ = 0;
 };
 
-/// Load a model from a native folder or a TorchScript file (auto-detected).
+/// Load a model from a native folder, an ensemble folder (ensemble.h) or a
+/// TorchScript file (auto-detected).
 /// Throws DataError naming the path and the problem.
 EnergyPtr load_model(const std::string& path);
 
@@ -129,8 +130,9 @@ void save_model(const std::string& dir, NativeModel& model);
 /// Load only the weights of a saved native folder into `model`.
 void load_weights(const std::string& dir, NativeModel& model);
 
-/// FNV-1a 64-bit content hash (hex) of a model's weight file or
-/// TorchScript file: detectors use it to refuse a mismatched model.
+/// FNV-1a 64-bit content hash (hex) of a model's weight file, TorchScript
+/// file, or (for an ensemble) card.json, which pins its members' hashes:
+/// detectors use it to refuse a mismatched model.
 std::string model_hash(const std::string& path);
 
 }  // namespace ebm

@@ -1,4 +1,4 @@
-// ebm ood eval | calibrate | predict: OOD detection with a model's scores.
+// ebm ood eval | calibrate | predict | ensemble: OOD detection with a model's scores.
 // Thin: parse, call the library (ebm/ood.h, ebm/metrics.h), report.
 #include <cmath>
 #include <cstdio>
@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "ebm/data.h"
+#include "ebm/ensemble.h"
 #include "ebm/image_io.h"
 #include "ebm/models.h"
 #include "ebm/ood.h"
@@ -229,17 +230,72 @@ void add_predict(CLI::App* ood, Action& run) {
   });
 }
 
+void add_ensemble(CLI::App* ood, Action& run) {
+  auto* sub = ood->add_subcommand(
+      "ensemble",
+      "Build an ensemble model: the sum of member energies, each standardised on the\n"
+      "in-distribution VALIDATION split (never test, never OOD data). The result is a model\n"
+      "folder like any other (ood eval/calibrate/predict, denoise, ...).");
+  static std::string in, out, split = "val", score = "energy", purpose;
+  static std::vector<std::string> members;
+  static std::vector<double> weights;
+  static int64_t n = -1, batch = 256;
+  static Common c;
+  sub->add_option("--members", members, "Member models, comma-separated (native folders or TorchScript files)")
+      ->required()
+      ->delimiter(',');
+  sub->add_option("--weights", weights, "One weight per member, comma-separated (default: all 1)")->delimiter(',');
+  sub->add_option("--in", in, "In-distribution dataset whose split fits the standardisation")->required();
+  sub->add_option("--split", split, "val | fit (never test)")->capture_default_str();
+  sub->add_option("--n", n, "At most N images of the split (-1 = all)")->capture_default_str();
+  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--default-score", score, "The score `ood eval` uses for this model when --score is omitted")
+      ->capture_default_str();
+  sub->add_option("--purpose", purpose, "A sentence for the card saying what the model is for");
+  sub->add_option("--out", out, "Model folder to write (card.json only; members are referenced, not copied)")
+      ->required();
+  add_common(sub, c);
+  sub->footer(
+      "E(x) = sum_i w_i * (E_i(x) - mean_i) / sd_i, with mean_i and sd_i of member i's energy on the\n"
+      "split (a classifier contributes its free energy at its card's temperature). Members are stored\n"
+      "as paths relative to --out and pinned by hash: if a member changes, loading the ensemble fails\n"
+      "until it is rebuilt. See include/ebm/ensemble.h.\n\n"
+      "Example (the shipped MNIST OOD model):\n"
+      "  ebm ood ensemble --members models/mnist-dsm,models/mnist-eft --in mnist --out models/mnist-ood\n");
+  sub->callback([&run] {
+    run = [] {
+      apply_common(c);
+      auto o = EnsembleOptions().members(members).weights(weights).data(in).split(split).n(n).batch(batch);
+      json card = fit_ensemble(o, out);
+      card["default_score"] = score;
+      if (!purpose.empty()) card["purpose"] = purpose;
+      card["command"] = command_line();
+      // Build it from the card first, so that a bad default score fails before anything is written.
+      check_score(canonical_score(score), *load_ensemble(out, card));
+      save_ensemble(out, card);
+      for (const auto& m : card["members"])
+        std::printf("%-28s weight %g  shift %.6g  scale %.6g\n", m["model"].get<std::string>().c_str(),
+                    m["weight"].get<double>(), m["shift"].get<double>(), m["scale"].get<double>());
+      std::printf("ensemble of %zu member(s), standardised on %s/%s (n = %lld) -> %s\n", card["members"].size(),
+                  in.c_str(), split.c_str(), (long long)card["fit"]["n"].get<int64_t>(), out.c_str());
+      return 0;
+    };
+  });
+}
+
 }  // namespace
 
 void add_ood(CLI::App& app, Action& run) {
   auto* ood = app.add_subcommand(
       "ood",
       "Out-of-distribution detection: evaluate scores (eval), fit a threshold (calibrate),\n"
-      "flag new images (predict). Run `ebm ood <eval|calibrate|predict> --help`.");
+      "flag new images (predict), combine models (ensemble).\n"
+      "Run `ebm ood <eval|calibrate|predict|ensemble> --help`.");
   ood->require_subcommand(1);
   add_eval(ood, run);
   add_calibrate(ood, run);
   add_predict(ood, run);
+  add_ensemble(ood, run);
 }
 
 }  // namespace ebm::cli
