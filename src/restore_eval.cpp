@@ -173,13 +173,19 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   auto noisy = (clean + o.sigma() * torch::randn(clean.sizes(), gen)).clamp(0, 1);
   std::vector<Row> rows{{"noisy", noisy, 0.0}};
   const auto methods = selected(ebm_denoise_methods(), o.methods());
-  Progress bar("denoise eval", int64_t(methods.size() + (o.baselines() ? denoise_baselines().size() : 0)));
+  // Progress in images (each method and baseline counts n), updated per chunk.
+  const int64_t n = clean.size(0);
+  Progress bar("denoise eval", n * int64_t(methods.size() + (o.baselines() ? denoise_baselines().size() : 0)));
   int64_t done = 0;
   for (auto& m : methods) {
     double t0 = now_s();
-    auto out = chunked(noisy, [&](const torch::Tensor& y, int64_t i) { return ebm_denoise(e, m, y, o.sigma(), o.seed() + i); });
+    auto out = chunked(noisy, [&](const torch::Tensor& y, int64_t i) {
+      auto r = ebm_denoise(e, m, y, o.sigma(), o.seed() + i);
+      bar.update(done + i + y.size(0), "ebm-" + m);
+      return r;
+    });
     rows.push_back({"ebm-" + m, out, now_s() - t0});
-    bar.update(++done, "ebm-" + m);
+    bar.update(done += n, "ebm-" + m);
   }
   if (o.baselines()) {
     auto clean_val = load_dataset(o.data(), dv).images;
@@ -188,7 +194,7 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
     for (auto& b : denoise_baselines()) {
       add_tuned_baseline(rows, b, clean_val,
                          [&](double p, bool val) { return opencv_denoise(b.name, val ? noisy_val : noisy, p); });
-      bar.update(++done, b.name);
+      bar.update(done += n, b.name);
     }
   }
   bar.finish();
@@ -209,20 +215,24 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   std::vector<Row> rows{{"masked", masked, 0.0}};
   const auto methods = selected(ebm_inpaint_methods(), o.methods());
   const double sigma_max = o.sigma_max() > 0 ? o.sigma_max() : card_sigma_max(e);
-  Progress bar("inpaint eval", int64_t(methods.size() + (o.baselines() ? inpaint_baselines().size() : 0)));
+  // Progress in images (each method and baseline counts n), updated per chunk.
+  const int64_t n = clean.size(0);
+  Progress bar("inpaint eval", n * int64_t(methods.size() + (o.baselines() ? inpaint_baselines().size() : 0)));
   int64_t done = 0;
   for (auto& m : methods) {
     double t0 = now_s();
     auto out = chunked(clean, [&](const torch::Tensor& x, int64_t i) {
-      return ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max,
-                         o.sigma_min(), o.levels(), o.repeats());
+      auto r = ebm_inpaint(e, m, x, known.narrow(0, i, x.size(0)), o.chains(), o.seed() + i, sigma_max,
+                           o.sigma_min(), o.levels(), o.repeats());
+      bar.update(done + i + x.size(0), "ebm-" + m);
+      return r;
     });
     json params{{"chains", o.chains()}};
     if (m == "tweedie")
       params["sigma_max"] = sigma_max, params["sigma_min"] = o.sigma_min(), params["levels"] = o.levels(),
       params["repeats"] = o.repeats();
     rows.push_back({"ebm-" + m, out, now_s() - t0, params});
-    bar.update(++done, "ebm-" + m);
+    bar.update(done += n, "ebm-" + m);
   }
   if (o.baselines()) {
     auto clean_val = load_dataset(o.data(), dv).images;
@@ -231,7 +241,7 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
       add_tuned_baseline(rows, b, clean_val, [&](double p, bool val) {
         return val ? opencv_inpaint(b.name, clean_val, known_val, p) : opencv_inpaint(b.name, clean, known, p);
       });
-      bar.update(++done, b.name);
+      bar.update(done += n, b.name);
     }
   }
   bar.finish();
