@@ -280,7 +280,7 @@ ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& 
   if (o.restarts() < 1) throw UsageError("--restarts must be >= 1, got " + std::to_string(o.restarts()));
   auto gen = at::detail::createCPUGenerator(o.seed());
   const int64_t total = n * o.restarts(), steps = o.langevin().steps();
-  std::vector<torch::Tensor> xs, es;
+  std::vector<torch::Tensor> xs, es, ss;
   int64_t done = 0;
   for (int64_t i = 0; i < total; i += o.batch()) {
     const int64_t b = std::min(o.batch(), total - i);
@@ -299,14 +299,20 @@ ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& 
     done += b * steps;
     xs.push_back(r.x);
     es.push_back(r.energy.detach());
+    if (o.select_energy()) {
+      torch::NoGradGuard ng;
+      ss.push_back(o.select_energy()->energy(r.x).detach());
+    }
   }
   // Chain k of sample j is row k*n + j; keep each sample's lowest-energy chain.
   const auto x = torch::cat(xs).view({o.restarts(), n, 1, 28, 28});
   const auto en = torch::cat(es).view({o.restarts(), n});
-  const auto best = en.argmin(0);
+  const auto sel = o.select_energy() ? torch::cat(ss).view({o.restarts(), n}) : en;
+  const auto best = sel.argmin(0);
   ComposeSamples out;
   out.x = x.permute({1, 0, 2, 3, 4}).index({torch::arange(n), best});
   out.energy = en.t().gather(1, best.unsqueeze(1)).squeeze(1);
+  out.select = sel.t().gather(1, best.unsqueeze(1)).squeeze(1);
   return out;
 }
 

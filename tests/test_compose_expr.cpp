@@ -169,3 +169,21 @@ TEST(ComposeSample, RestartsKeepTheLowestEnergyChain) {
   // The first batch of chains is the same as the single-chain run, so the best can only be lower.
   EXPECT_TRUE(best.energy.le(one.energy + 1e-6).all().item<bool>());
 }
+
+TEST(ComposeSample, SelectEnergyPicksAmongRestarts) {
+  // Sample one Gaussian, select by another: the kept chain minimises the
+  // selection energy (brute force over the R candidates, rebuilt per restart
+  // from the single-chain runs with the same seed), not the sampled one.
+  GaussianEnergy g(torch::full({1, 28, 28}, 0.3f), 0.2);
+  auto sel = std::make_shared<GaussianEnergy>(torch::full({1, 28, 28}, 0.9f), 0.2);
+  LangevinOptions lo;
+  lo.steps(3).step_size(0.01).noise(0.05);
+  const int64_t n = 4, r = 3;
+  // batch = n, so batch k of the restart run is chain set k.
+  const auto picked = compose_sample(g, n, ComposeSampleOptions().restarts(r).seed(9).batch(n).langevin(lo).select_energy(sel));
+  const auto all = compose_sample(g, n * r, ComposeSampleOptions().seed(9).batch(n).langevin(lo));
+  const auto cand = sel->energy(all.x).detach().view({r, n});
+  EXPECT_TRUE(torch::allclose(picked.select, std::get<0>(cand.min(0)), 1e-5, 1e-4));
+  EXPECT_TRUE(torch::allclose(picked.select, sel->energy(picked.x).detach(), 1e-5, 1e-4));
+  EXPECT_TRUE(torch::allclose(picked.energy, g.energy(picked.x).detach(), 1e-4, 1e-3));
+}

@@ -128,6 +128,11 @@ struct ComposeSampleOptions {
   TORCH_ARG(LangevinOptions, langevin) = {};
   /// Chains per sample; the lowest final energy is kept (1 = no restarts).
   TORCH_ARG(int64_t, restarts) = 1;
+  /// The energy that picks among restarts; null = the sampled energy itself.
+  /// Composition passes the expression alone (no prior, no guidance scale): the
+  /// prior's energy spreads over hundreds of nats between images and would
+  /// otherwise decide the choice, whatever the attributes say.
+  TORCH_ARG(EnergyPtr, select_energy) = nullptr;
   /// Images per chain batch.
   TORCH_ARG(int64_t, batch) = 128;
   /// Chain starts: empty = uniform noise U(0,1); else random rows of this pool
@@ -140,7 +145,8 @@ struct ComposeSampleOptions {
 
 struct ComposeSamples {
   torch::Tensor x;       // [N,1,28,28] in [0,1]
-  torch::Tensor energy;  // [N] final energy of the kept chain
+  torch::Tensor energy;  // [N] final sampled energy of the kept chain
+  torch::Tensor select;  // [N] the selection energy of the kept chain (= energy without select_energy)
 };
 
 /// N samples of `e` by Langevin from the starts described by `init_pool` [N,1,28,28].

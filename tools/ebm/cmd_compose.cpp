@@ -36,6 +36,7 @@ struct ComposeFlags {
   std::string prior = "models/mnist-dsm";
   double prior_weight = 1.0, not_weight = 0.01, or_temperature = 1.0, guidance = 100.0;
   int64_t restarts = 1, batch = 128;
+  std::string select = "expr";
   std::string init = "data";
   double init_noise = 0.5;
   SamplerFlags sf;
@@ -54,7 +55,11 @@ struct ComposeFlags {
     sub->add_option("--guidance", guidance, "Scale g on the attribute energies: p(x) * p(c|x)^g")->capture_default_str()->check(CLI::PositiveNumber);
     sub->add_option("--not-weight", not_weight, "alpha of NOT: E_pos - alpha*E_neg")->capture_default_str()->check(CLI::NonNegativeNumber);
     sub->add_option("--or-temperature", or_temperature, "s of OR: -logsumexp(-s*E_i)/s (1 = exact for -log p atoms)")->capture_default_str()->check(CLI::PositiveNumber);
-    sub->add_option("--restarts", restarts, "Chains per sample; the lowest final energy is kept")->capture_default_str()->check(CLI::PositiveNumber);
+    sub->add_option("--restarts", restarts, "Chains per sample; the one with the lowest --select energy is kept")->capture_default_str()->check(CLI::PositiveNumber);
+    sub->add_option("--select", select,
+                    "Which energy picks among restarts: expr (the expression alone, no prior) | total (what was sampled)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"expr", "total"}));
     sub->add_option("--batch", batch, "Chains per batch")->capture_default_str()->check(CLI::PositiveNumber);
     sub->add_option("--init", init, "Chain starts: uniform (noise) | data (random fit-split images + --init-noise)")->capture_default_str()->check(CLI::IsMember({"uniform", "data"}));
     sub->add_option("--init-noise", init_noise, "Noise std added to data starts")->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -100,6 +105,7 @@ struct ComposeFlags {
             {"not_weight", not_weight},
             {"or_temperature", or_temperature},
             {"restarts", restarts},
+            {"select", select},
             {"init", init == "data" ? "mnist/fit images + N(0, init_noise^2), clipped" : "uniform U(0,1)"},
             {"init_noise", init == "data" ? init_noise : 0.0},
             {"sampler", {{"steps", sf.steps}, {"step_size", sf.step_size}, {"noise", sf.noise},
@@ -112,8 +118,10 @@ struct ComposeFlags {
 ComposeSamples sample_expr(const Expr& ex, const AttributeSet& attrs, const ComposeFlags& f, EnergyPtr prior,
                            int64_t n, uint64_t seed, const std::string& label) {
   auto e = build_energy(ex, attrs, f.options(), prior);
+  auto o = f.sample_options(seed);
+  if (f.select == "expr") o.select_energy(build_energy(ex, attrs, ComposeOptions(f.options()).guidance(1.0), nullptr));
   Progress bar(label, n * f.restarts * f.sf.steps, 5.0);
-  auto s = compose_sample(*e, n, f.sample_options(seed), [&](int64_t done, int64_t) { bar.update(done); });
+  auto s = compose_sample(*e, n, o, [&](int64_t done, int64_t) { bar.update(done); });
   bar.finish();
   return s;
 }
