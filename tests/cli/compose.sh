@@ -20,6 +20,8 @@ check "compose with the default models" 0 "$EBM" compose --expr "digit=3 & thick
 [ -s "$T/g.png" ] && [ -s "$T/s.npy" ] && echo "ok: grid and samples written" || { echo "FAIL: outputs"; fails=$((fails + 1)); }
 has "the sidecar records the seed" "$T/g.json" '"seed"'
 has "the sidecar records the calibration" "$T/g.json" '"temperature"'
+has "the sidecar records how restarts were chosen" "$T/g.json" '"select": "expr"'
+check "an unknown --select is a usage error" 2 "$EBM" compose --expr "digit=3" --n 2 --select judge --out "$T/g.png"
 check "eval" 0 "$EBM" compose eval --expr "digit=3 | digit=8" --n 4 --steps 3 --json "$T/r.json" --threads 1 -q
 has "eval reports success_rate" "$T/r.json" '"success_rate"'
 has "eval reports per-term rates" "$T/r.json" '"per_term"'
