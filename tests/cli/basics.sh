@@ -38,6 +38,13 @@ check "sample" 0 "$EBM" sample --model "$T/m" --n 4 --steps 3 --out "$T/s.png" -
 check "sample from data-fitted Gaussian starts" 0 "$EBM" sample --model "$T/m" --init gaussian --n 4 --steps 3 \
   --out "$T/g.png" --threads 1 -q
 check "unknown --init is a usage error" 2 "$EBM" sample --model "$T/m" --init bogus --out "$T/g.png"
+check "sample one class from its Gaussian, read by an independent judge" 0 "$EBM" sample --model "$2/models/fmnist-jem" \
+  --class 1 --init gaussian --n 8 --steps 2 --step-size 1 --grad-clip 0 --judge "$2/models/mnist-judge" --out "$T/j.png" --json "$T/j.json" --threads 1 -q
+has "the judge reads the starts" "$T/j.json" '"judged_starts"'
+has "the judge reports agreement with --class" "$T/j.json" '"agreement"'
+check "the sampled model cannot judge itself" 2 "$EBM" sample --model "$2/models/fmnist-jem" --n 2 --steps 1 \
+  --judge "$2/models/fmnist-jem" --out "$T/j.png" --threads 1 -q
+check "a judge must be a classifier" 2 "$EBM" sample --model "$T/m" --n 2 --steps 1 --judge "$T/m" --out "$T/j.png" --threads 1 -q
 
 # A failing command leaves an existing output untouched.
 printf 'keep' >"$T/keep.npy"

@@ -14,10 +14,25 @@
 
 namespace ebm::cli {
 
+namespace {
+// What an independent classifier reads in x [N,C,H,W]: its argmax histogram,
+// mean max-softmax confidence and, for cls >= 0, the share read as cls.
+json judge_images(Energy& judge, const torch::Tensor& x, int64_t cls) {
+  torch::NoGradGuard ng;
+  const auto p = torch::softmax(judge.logits(x), 1);
+  const auto [conf, arg] = p.max(1);
+  const auto hist = torch::bincount(arg, {}, p.size(1)).to(torch::kInt64).contiguous();
+  json j{{"mean_confidence", conf.mean().item<double>()},
+         {"class_histogram", std::vector<int64_t>(hist.data_ptr<int64_t>(), hist.data_ptr<int64_t>() + hist.numel())}};
+  if (cls >= 0) j["agreement"] = arg.eq(cls).to(torch::kFloat64).mean().item<double>();
+  return j;
+}
+}  // namespace
+
 void add_sample(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand(
       "sample", "Draw samples from a model by Langevin dynamics from uniform noise (or a Gaussian fitted to data)");
-  static std::string model, out, save, init = "uniform", data;
+  static std::string model, out, save, init = "uniform", data, judge;
   static int64_t n = 64, cls = -1;
   static SamplerFlags sf;
   static Common c;
@@ -32,12 +47,22 @@ void add_sample(CLI::App& app, Action& run) {
       ->check(CLI::IsMember({"uniform", "gaussian"}))
       ->capture_default_str();
   sub->add_option("--data", data, "Dataset for --init gaussian (default: the model card's \"data\")");
+  sub->add_option("--judge", judge,
+                  "Classifier that reads the starts and the samples (never the --model itself): class histogram,\n"
+                  "mean confidence and, with --class, the share it reads as that class");
   sf.add(sub);
   add_common(sub, c, true);
   sub->callback([&run] {
     run = [] {
       apply_common(c);
       EnergyPtr e = load_model(model);
+      EnergyPtr judge_model;
+      if (!judge.empty()) {
+        require(model_hash(judge) != model_hash(model), "--judge '" + judge + "' is the sampled model; a judge must be independent");
+        judge_model = load_model(judge);
+        require(judge_model->num_classes() > 0, "--judge '" + judge + "' is not a classifier");
+        require(cls < 0 || cls < judge_model->num_classes(), "--class " + std::to_string(cls) + " is outside the judge's classes");
+      }
       if (cls >= 0) e = std::make_shared<ClassEnergy>(e, cls);
       auto gen = at::detail::createCPUGenerator(c.seed);
       torch::Tensor x0;
@@ -47,7 +72,15 @@ void add_sample(CLI::App& app, Action& run) {
         DatasetOptions fit_split;
         fit_split.split = "fit";
         const Dataset d = load_dataset(name, fit_split);
-        x0 = gaussian_starts(d.images, d.labels)(n, gen);
+        if (cls >= 0) {
+          // Starts from that class's Gaussian only (JEM++-style informative starts for E(x|y)).
+          if (!d.labels.defined()) throw DataError("--class with --init gaussian needs a labelled dataset; '" + name + "' has no labels");
+          const auto idx = (d.labels == cls).nonzero().flatten();
+          if (idx.numel() < 2) throw UsageError("--class " + std::to_string(cls) + " has fewer than 2 images in " + name + "/fit");
+          x0 = gaussian_starts(d.images.index_select(0, idx), {})(n, gen);
+        } else {
+          x0 = gaussian_starts(d.images, d.labels)(n, gen);
+        }
       } else {
         x0 = torch::rand({n, 1, 28, 28}, gen);
       }
@@ -62,6 +95,18 @@ void add_sample(CLI::App& app, Action& run) {
       json rep{{"model", model}, {"n", n}, {"steps", sf.steps}, {"step_size", sf.step_size},
                {"noise", sf.noise}, {"grad_clip", sf.grad_clip}, {"seed", c.seed}, {"init", init},
                {"mean_energy", r.energy.mean().item<double>()}, {"out", out}};
+      if (judge_model) {
+        rep["judge"] = judge;
+        rep["judge_hash"] = model_hash(judge);
+        rep["judged_starts"] = judge_images(*judge_model, x0, cls);
+        rep["judged_samples"] = judge_images(*judge_model, r.x, cls);
+        for (const char* k : {"judged_starts", "judged_samples"}) {
+          const auto& j = rep[k];
+          std::printf("%-15s judge confidence %.3f", k, j["mean_confidence"].get<double>());
+          if (j.contains("agreement")) std::printf(", read as class %lld: %.3f", (long long)cls, j["agreement"].get<double>());
+          std::printf("\n");
+        }
+      }
       write_json(c.json_out, rep);
       if (c.json_out != "-") std::printf("wrote %lld samples to %s\n", (long long)n, out.c_str());
       return 0;
