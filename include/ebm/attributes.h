@@ -61,8 +61,10 @@ class AttributeSet {
 struct ComposeOptions {
   /// NOT: E_pos - alpha * E_neg (Du et al. 2020 use a small alpha; RECIPES.md).
   /// -alpha * (-log p(c|x)) is unbounded below as p -> 0, so a large alpha lets
-  /// the chain run off into adversarial patterns; 0.01 at guidance 100 (the
-  /// negated term at weight 1) measured best of {0.5, 0.01, 0.002} on digit=7 & !thick.
+  /// the chain run off into adversarial patterns. What matters is guidance *
+  /// alpha, the negated term's weight: 1 measured best of {50, 1, 0.2} on
+  /// digit=7 & !thick (guidance 100), and `ebm compose` keeps it at 1 with
+  /// guidance 200 and alpha 0.005 (docs/compose/tuning-proxy).
   TORCH_ARG(double, not_weight) = 0.01;
   /// OR: -logsumexp(-s*E_i)/s. With calibrated -log p(c|x) atoms, s = 1 is
   /// exactly -log(sum_i p(c_i|x)); Du et al.'s code uses s = 100 (a soft min).
