@@ -26,5 +26,9 @@ check "eval" 0 "$EBM" compose eval --expr "digit=3 | digit=8" --n 4 --steps 3 --
 has "eval reports success_rate" "$T/r.json" '"success_rate"'
 has "eval reports per-term rates" "$T/r.json" '"per_term"'
 has "eval reports diversity" "$T/r.json" '"ratio"'
+check "eval grid with n < 10" 0 "$EBM" compose eval --expr "digit=3;digit=8" --n 4 --steps 2 --grid "$T/e.png" --threads 1 -q
+# One row per expression and n = 4 columns: 4*28 + 5 pads wide, 2*28 + 3 pads high (pad 2).
+size=$(od -An -tu1 -j16 -N8 "$T/e.png" | awk '{print $3*256+$4 "x" $7*256+$8}')
+[ "$size" = "122x62" ] && echo "ok: eval grid is 2 rows of 4" || { echo "FAIL: eval grid is $size, want 122x62"; fails=$((fails + 1)); }
 check "a judge that is a generator is refused" 2 "$EBM" compose eval --expr "digit=3" --n 2 --steps 1 --judge models/mnist-attr-digit --threads 1 -q
 finish

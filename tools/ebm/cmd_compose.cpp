@@ -156,7 +156,7 @@ void add_eval(CLI::App* parent, Action& run) {
   sub->add_flag("--all-pairs", all_pairs, "Every digit=d & thickness=t (10 x 3) plus digit=d alone as the baseline");
   sub->add_option("--n", n, "Samples per expression")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--judge", judge_path, "Digit judge (never used for generation)")->capture_default_str();
-  sub->add_option("--grid", grid, "PNG grid: the first 10 samples of each expression, one row each");
+  sub->add_option("--grid", grid, "PNG grid: the first min(10, n) samples of each expression, one row each");
   f.add(sub);
   add_common(sub, c, true);
   sub->callback([&run] {
@@ -234,7 +234,7 @@ void add_eval(CLI::App* parent, Action& run) {
                       r["success_rate"].get<double>(), r.value("judge_confidence", std::nan("")),
                       r["diversity"]["ratio"].dump().c_str());
       }
-      if (!grid.empty()) write_png_grid(grid, torch::cat(grid_rows), 10);
+      if (!grid.empty()) write_png_grid(grid, torch::cat(grid_rows), std::min<int64_t>(10, n));
       write_json(c.json_out, rep);
       return 0;
     };
