@@ -128,7 +128,8 @@ namespace ebm {
 struct ComposeSampleOptions {
   /// The shared sampler's options (steps, step size, noise, grad clip, schedules).
   TORCH_ARG(LangevinOptions, langevin) = {};
-  /// Chains per sample; the lowest final energy is kept (1 = no restarts).
+  /// Chains per sample; the one lowest in select_energy (default: the final
+  /// sampled energy) is kept (1 = no restarts).
   TORCH_ARG(int64_t, restarts) = 1;
   /// The energy that picks among restarts; null = the sampled energy itself.
   /// Composition passes the expression alone (no prior, no guidance scale): the

@@ -42,6 +42,10 @@ check "sample one class from its Gaussian, read by an independent judge" 0 "$EBM
   --class 1 --init gaussian --n 8 --steps 2 --step-size 1 --grad-clip 0 --judge "$2/models/mnist-judge" --out "$T/j.png" --json "$T/j.json" --threads 1 -q
 has "the judge reads the starts" "$T/j.json" '"judged_starts"'
 has "the judge reports agreement with --class" "$T/j.json" '"agreement"'
+"$EBM" sample --model "$2/models/fmnist-jem" --n 2 --steps 1 --judge "$2/models/mnist-judge" --out "$T/j.png" --json - \
+  --threads 1 -q >"$T/j-stdout.json" 2>/dev/null
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))["judged_samples"]' "$T/j-stdout.json" &&
+  echo "ok: --judge with --json - keeps stdout pure JSON" || { echo "FAIL: --json - stdout is not JSON"; fails=$((fails + 1)); }
 check "the sampled model cannot judge itself" 2 "$EBM" sample --model "$2/models/fmnist-jem" --n 2 --steps 1 \
   --judge "$2/models/fmnist-jem" --out "$T/j.png" --threads 1 -q
 check "a judge must be a classifier" 2 "$EBM" sample --model "$T/m" --n 2 --steps 1 --judge "$T/m" --out "$T/j.png" --threads 1 -q

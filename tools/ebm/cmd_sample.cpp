@@ -100,7 +100,9 @@ void add_sample(CLI::App& app, Action& run) {
         rep["judge_hash"] = model_hash(judge);
         rep["judged_starts"] = judge_images(*judge_model, x0, cls);
         rep["judged_samples"] = judge_images(*judge_model, r.x, cls);
+        // Human-readable lines only when stdout is not carrying the JSON report.
         for (const char* k : {"judged_starts", "judged_samples"}) {
+          if (c.json_out == "-") break;
           const auto& j = rep[k];
           std::printf("%-15s judge confidence %.3f", k, j["mean_confidence"].get<double>());
           if (j.contains("agreement")) std::printf(", read as class %lld: %.3f", (long long)cls, j["agreement"].get<double>());
