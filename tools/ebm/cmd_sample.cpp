@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "cli.h"
+#include "ebm/attributes.h"
 #include "ebm/compose.h"
 #include "ebm/data.h"
 #include "ebm/image_io.h"
@@ -15,17 +16,18 @@
 namespace ebm::cli {
 
 namespace {
-// What an independent classifier reads in x [N,C,H,W]: its argmax histogram,
-// mean max-softmax confidence and, for cls >= 0, the share read as cls.
-json judge_images(Energy& judge, const torch::Tensor& x, int64_t cls) {
-  torch::NoGradGuard ng;
-  const auto p = torch::softmax(judge.logits(x), 1);
-  const auto [conf, arg] = p.max(1);
-  const auto hist = torch::bincount(arg, {}, p.size(1)).to(torch::kInt64).contiguous();
-  json j{{"mean_confidence", conf.mean().item<double>()},
-         {"class_histogram", std::vector<int64_t>(hist.data_ptr<int64_t>(), hist.data_ptr<int64_t>() + hist.numel())}};
-  if (cls >= 0) j["agreement"] = arg.eq(cls).to(torch::kFloat64).mean().item<double>();
-  return j;
+// What an independent classifier reads in x [N,1,H,W] (through the composition
+// judges' classifier path): its argmax histogram, mean max-softmax confidence
+// and, for cls >= 0, the share read as cls.
+json judge_images(const EnergyPtr& classifier, const torch::Tensor& x, int64_t cls) {
+  Judges j;
+  j.digit = classifier;
+  const Judgement r = judge(j, x);
+  const auto hist = torch::bincount(r.digit, {}, classifier->num_classes()).to(torch::kInt64).contiguous();
+  json out{{"mean_confidence", r.confidence.mean().item<double>()},
+           {"class_histogram", std::vector<int64_t>(hist.data_ptr<int64_t>(), hist.data_ptr<int64_t>() + hist.numel())}};
+  if (cls >= 0) out["agreement"] = r.digit.eq(cls).to(torch::kFloat64).mean().item<double>();
+  return out;
 }
 }  // namespace
 
@@ -98,8 +100,8 @@ void add_sample(CLI::App& app, Action& run) {
       if (judge_model) {
         rep["judge"] = judge;
         rep["judge_hash"] = model_hash(judge);
-        rep["judged_starts"] = judge_images(*judge_model, x0, cls);
-        rep["judged_samples"] = judge_images(*judge_model, r.x, cls);
+        rep["judged_starts"] = judge_images(judge_model, x0, cls);
+        rep["judged_samples"] = judge_images(judge_model, r.x, cls);
         // Human-readable lines only when stdout is not carrying the JSON report.
         for (const char* k : {"judged_starts", "judged_samples"}) {
           if (c.json_out == "-") break;
