@@ -37,6 +37,26 @@ check "bad mask is a usage error" 2 "$EBM" inpaint --model "$T/m" --input "$T/no
 check "sample" 0 "$EBM" sample --model "$T/m" --n 4 --steps 3 --out "$T/s.png" --save "$T/s.npy" --threads 1 -q
 check "sample from data-fitted Gaussian starts" 0 "$EBM" sample --model "$T/m" --init gaussian --n 4 --steps 3 \
   --out "$T/g.png" --threads 1 -q
+check "sample one class from the class-agnostic Gaussian" 0 "$EBM" sample --model "$2/models/fmnist-jem" \
+  --class 7 --init gaussian-all --n 4 --steps 2 --step-size 0.3 --grad-clip 0 --out "$T/ga.png" --json "$T/ga.json" --threads 1 -q
+has "the report names the class-agnostic starts" "$T/ga.json" '"init": "gaussian-all"'
+# A card's "sampler" fills the flags the user did not give; given flags win.
+cp -r "$2/models/fmnist-jem" "$T/jc" && rm -f "$T/jc/weights.pt" && ln -s "$(cd "$2/models/fmnist-jem" && pwd)/weights.pt" "$T/jc/weights.pt"
+python3 - "$T/jc/card.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["sampler"] = {"init": "gaussian", "steps": 3, "step_size": 0.2, "grad_clip": 0}
+open(sys.argv[1], "w").write(json.dumps(c))
+PY
+check "the card's sampler fills the flags not given" 0 "$EBM" sample --model "$T/jc" --class 1 --n 2 --steps 1 \
+  --out "$T/jc.png" --json "$T/jc.json" --threads 1 -q
+python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["steps"] == 1 and r["step_size"] == 0.2 and r["init"] == "gaussian", r
+assert r["sampler_from_card"] == ["step_size", "grad_clip", "init"], r["sampler_from_card"]' "$T/jc.json" &&
+  echo "ok: card values applied, --steps kept" || { echo "FAIL: card sampler precedence"; fails=$((fails + 1)); }
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["sampler"] = {"init": "sideways"}; open(sys.argv[1], "w").write(json.dumps(c))' "$T/jc/card.json"
+check "a malformed card sampler is a clear error" 1 "$EBM" sample --model "$T/jc" --n 2 --out "$T/jc.png" --threads 1 -q
+has "the error names the bad init" "$T/err" "sideways"
 check "unknown --init is a usage error" 2 "$EBM" sample --model "$T/m" --init bogus --out "$T/g.png"
 check "sample one class from its Gaussian, read by an independent judge" 0 "$EBM" sample --model "$2/models/fmnist-jem" \
   --class 1 --init gaussian --n 8 --steps 2 --step-size 1 --grad-clip 0 --judge "$2/models/mnist-judge" --out "$T/j.png" --json "$T/j.json" --threads 1 -q

@@ -29,6 +29,33 @@ json judge_images(const EnergyPtr& classifier, const torch::Tensor& x, int64_t c
   if (cls >= 0) out["agreement"] = r.digit.eq(cls).to(torch::kFloat64).mean().item<double>();
   return out;
 }
+// The card's "sampler" entry fills every sampler flag the user did not give.
+// Returns the keys it applied (empty when the card has none).
+json apply_card_sampler(const json& card, const CLI::App& sub, SamplerFlags& sf, std::string& init) {
+  json applied = json::array();
+  if (!card.contains("sampler")) return applied;
+  const json& s = card["sampler"];
+  if (!s.is_object()) throw DataError("model card: \"sampler\" must be an object");
+  auto take = [&](const char* key, const char* flag, auto& field) {
+    if (!s.contains(key) || sub.count(flag) > 0) return;
+    try {
+      field = s[key].get<std::remove_reference_t<decltype(field)>>();
+    } catch (const json::exception& e) {
+      throw DataError(std::string("model card: malformed \"sampler\".") + key + ": " + e.what());
+    }
+    applied.push_back(key);
+  };
+  take("steps", "--steps", sf.steps);
+  take("step_size", "--step-size", sf.step_size);
+  take("noise", "--noise", sf.noise);
+  take("grad_clip", "--grad-clip", sf.grad_clip);
+  take("step_schedule", "--step-schedule", sf.step_schedule);
+  take("noise_schedule", "--noise-schedule", sf.noise_schedule);
+  take("init", "--init", init);
+  if (init != "uniform" && init != "gaussian" && init != "gaussian-all")
+    throw DataError("model card: \"sampler\".init '" + init + "' is not uniform, gaussian or gaussian-all");
+  return applied;
+}
 }  // namespace
 
 void add_sample(CLI::App& app, Action& run) {
@@ -45,18 +72,26 @@ void add_sample(CLI::App& app, Action& run) {
   sub->add_option("--class", cls, "For classifiers: sample E(x|y=class) = -logits[class]");
   sub->add_option("--init", init,
                   "Chain starts: uniform (U(0,1)) | gaussian (per-class Gaussian of --data's fit split, as\n"
-                  "`ebm train --buffer-init gaussian` uses)")
-      ->check(CLI::IsMember({"uniform", "gaussian"}))
+                  "`ebm train --buffer-init gaussian` uses; with --class, that class's Gaussian) | gaussian-all\n"
+                  "(one Gaussian of the whole fit split: starts carry no class, so with --class only the energy\n"
+                  "can make them that class)")
+      ->check(CLI::IsMember({"uniform", "gaussian", "gaussian-all"}))
       ->capture_default_str();
-  sub->add_option("--data", data, "Dataset for --init gaussian (default: the model card's \"data\")");
+  sub->add_option("--data", data, "Dataset for --init gaussian[-all] (default: the model card's \"data\")");
   sub->add_option("--judge", judge,
                   "Classifier that reads the starts and the samples (never the --model itself): class histogram,\n"
                   "mean confidence and, with --class, the share it reads as that class");
   sf.add(sub);
   add_common(sub, c, true);
-  sub->callback([&run] {
-    run = [] {
+  sub->footer(
+      "A model card may carry the sampler its model was tuned for, e.g. models/fmnist-jem:\n"
+      "  \"sampler\": {\"init\": \"gaussian\", \"steps\": 20, \"step_size\": 0.3, \"noise\": 0.005, \"grad_clip\": 0}\n"
+      "Those values replace the defaults above; flags given on the command line still win.\n"
+      "The report lists what came from the card under \"sampler_from_card\".");
+  sub->callback([&run, sub] {
+    run = [sub] {
       apply_common(c);
+      const json from_card = apply_card_sampler(load_card(model), *sub, sf, init);
       EnergyPtr e = load_model(model);
       EnergyPtr judge_model;
       if (!judge.empty()) {
@@ -68,13 +103,15 @@ void add_sample(CLI::App& app, Action& run) {
       if (cls >= 0) e = std::make_shared<ClassEnergy>(e, cls);
       auto gen = at::detail::createCPUGenerator(c.seed);
       torch::Tensor x0;
-      if (init == "gaussian") {
+      if (init == "gaussian" || init == "gaussian-all") {
         const std::string name = data.empty() ? load_card(model).value("data", std::string()) : data;
-        if (name.empty()) throw UsageError("--init gaussian needs --data (the model card names no dataset)");
+        if (name.empty()) throw UsageError("--init " + init + " needs --data (the model card names no dataset)");
         DatasetOptions fit_split;
         fit_split.split = "fit";
         const Dataset d = load_dataset(name, fit_split);
-        if (cls >= 0) {
+        if (init == "gaussian-all") {
+          x0 = gaussian_starts(d.images, {})(n, gen);  // one class-agnostic Gaussian
+        } else if (cls >= 0) {
           // Starts from that class's Gaussian only (JEM++-style informative starts for E(x|y)).
           if (!d.labels.defined()) throw DataError("--class with --init gaussian needs a labelled dataset; '" + name + "' has no labels");
           const auto idx = (d.labels == cls).nonzero().flatten();
@@ -97,6 +134,7 @@ void add_sample(CLI::App& app, Action& run) {
       json rep{{"model", model}, {"n", n}, {"steps", sf.steps}, {"step_size", sf.step_size},
                {"noise", sf.noise}, {"grad_clip", sf.grad_clip}, {"seed", c.seed}, {"init", init},
                {"mean_energy", r.energy.mean().item<double>()}, {"out", out}};
+      if (!from_card.empty()) rep["sampler_from_card"] = from_card;
       if (judge_model) {
         rep["judge"] = judge;
         rep["judge_hash"] = model_hash(judge);
