@@ -85,7 +85,7 @@ void add_sample(CLI::App& app, Action& run) {
   add_common(sub, c, true);
   sub->footer(
       "A model card may carry the sampler its model was tuned for, e.g. models/fmnist-jem:\n"
-      "  \"sampler\": {\"init\": \"gaussian\", \"steps\": 20, \"step_size\": 0.3, \"noise\": 0.005, \"grad_clip\": 0}\n"
+      "  \"sampler\": {\"init\": \"gaussian\", \"steps\": 20, \"step_size\": 0.2, \"noise\": 0.005, \"grad_clip\": 0}\n"
       "Those values replace the defaults above; flags given on the command line still win.\n"
       "The report lists what came from the card under \"sampler_from_card\".");
   sub->callback([&run, sub] {
