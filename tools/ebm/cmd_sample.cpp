@@ -91,7 +91,8 @@ void add_sample(CLI::App& app, Action& run) {
   sub->callback([&run, sub] {
     run = [sub] {
       apply_common(c);
-      const json from_card = apply_card_sampler(load_card(model), *sub, sf, init);
+      const json card = load_card(model);
+      const json from_card = apply_card_sampler(card, *sub, sf, init);
       EnergyPtr e = load_model(model);
       EnergyPtr judge_model;
       if (!judge.empty()) {
@@ -104,7 +105,7 @@ void add_sample(CLI::App& app, Action& run) {
       auto gen = at::detail::createCPUGenerator(c.seed);
       torch::Tensor x0;
       if (init == "gaussian" || init == "gaussian-all") {
-        const std::string name = data.empty() ? load_card(model).value("data", std::string()) : data;
+        const std::string name = data.empty() ? card.value("data", std::string()) : data;
         if (name.empty()) throw UsageError("--init " + init + " needs --data (the model card names no dataset)");
         DatasetOptions fit_split;
         fit_split.split = "fit";
