@@ -4,8 +4,8 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include "ebm/langevin.h"
-#include "ebm/models.h"
+#include "ebm/core/langevin.h"
+#include "ebm/core/models.h"
 
 namespace {
 

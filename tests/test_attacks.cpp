@@ -7,11 +7,11 @@
 
 #include <fstream>
 
-#include "ebm/attacks.h"
-#include "ebm/common.h"
-#include "ebm/energy.h"
-#include "ebm/models.h"
-#include "ebm/purify.h"
+#include "ebm/defend/attacks.h"
+#include "ebm/core/common.h"
+#include "ebm/core/energy.h"
+#include "ebm/core/models.h"
+#include "ebm/defend/purify.h"
 
 namespace {
 

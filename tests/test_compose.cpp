@@ -8,9 +8,9 @@
 #include <cmath>
 #include <limits>
 
-#include "ebm/common.h"
-#include "ebm/compose.h"
-#include "ebm/energy.h"
+#include "ebm/core/common.h"
+#include "ebm/core/compose.h"
+#include "ebm/core/energy.h"
 
 namespace {
 

@@ -7,12 +7,12 @@
 #include <sys/stat.h>
 
 #include "scratch_dir.h"
-#include "ebm/attributes.h"
-#include "ebm/common.h"
-#include "ebm/compose.h"
-#include "ebm/expr.h"
-#include "ebm/image_io.h"
-#include "ebm/models.h"
+#include "ebm/compose/attributes.h"
+#include "ebm/core/common.h"
+#include "ebm/core/compose.h"
+#include "ebm/core/expr.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/models.h"
 
 using namespace ebm;
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "ebm/common.h"
-#include "ebm/data.h"
-#include "ebm/image_io.h"
+#include "ebm/core/common.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
 
 namespace fs = std::filesystem;
 

@@ -8,10 +8,11 @@
 #include <sys/stat.h>
 
 #include "scratch_dir.h"
-#include "ebm/common.h"
-#include "ebm/data.h"
-#include "ebm/ensemble.h"
-#include "ebm/models.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/io/data.h"
+#include "ebm/ood/ensemble.h"
+#include "ebm/core/models.h"
 
 using namespace ebm;
 

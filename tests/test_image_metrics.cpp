@@ -4,8 +4,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "ebm/common.h"
-#include "ebm/image_metrics.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/metrics/image_metrics.h"
 
 using namespace ebm;
 

@@ -10,8 +10,9 @@
 #include <limits>
 #include <string>
 
-#include "ebm/common.h"
-#include "ebm/image_io.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/io/image_io.h"
 
 namespace fs = std::filesystem;
 

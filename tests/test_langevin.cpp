@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <limits>
 
-#include "ebm/common.h"
-#include "ebm/energy.h"
-#include "ebm/langevin.h"
+#include "ebm/core/common.h"
+#include "ebm/core/energy.h"
+#include "ebm/core/langevin.h"
 
 namespace {
 

@@ -13,8 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "ebm/common.h"
-#include "ebm/metrics.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/metrics/metrics.h"
 
 using namespace ebm;
 using json = nlohmann::json;

@@ -14,12 +14,13 @@
 #include <sstream>
 
 #include "scratch_dir.h"
-#include "ebm/common.h"
-#include "ebm/data.h"
-#include "ebm/image_io.h"
-#include "ebm/models.h"
-#include "ebm/ood.h"
-#include "ebm/train.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/models.h"
+#include "ebm/ood/ood.h"
+#include "ebm/train/train.h"
 
 using namespace ebm;
 

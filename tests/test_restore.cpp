@@ -10,11 +10,11 @@
 #include <limits>
 #include <string>
 
-#include "ebm/common.h"
-#include "ebm/image_io.h"
-#include "ebm/langevin.h"
-#include "ebm/models.h"
-#include "ebm/restore.h"
+#include "ebm/core/common.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/langevin.h"
+#include "ebm/core/models.h"
+#include "ebm/restore/restore.h"
 
 namespace fs = std::filesystem;
 

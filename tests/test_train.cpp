@@ -11,11 +11,11 @@
 #include <cstdlib>
 
 #include "scratch_dir.h"
-#include "ebm/common.h"
-#include "ebm/data.h"
-#include "ebm/models.h"
-#include "ebm/morphology.h"
-#include "ebm/train.h"
+#include "ebm/core/common.h"
+#include "ebm/io/data.h"
+#include "ebm/core/models.h"
+#include "ebm/compose/morphology.h"
+#include "ebm/train/train.h"
 
 using namespace ebm;
 

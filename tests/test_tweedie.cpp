@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "ebm/common.h"
-#include "ebm/energy.h"
-#include "ebm/tweedie.h"
+#include "ebm/core/common.h"
+#include "ebm/core/energy.h"
+#include "ebm/core/tweedie.h"
 
 namespace {
 

@@ -1,12 +1,37 @@
 #include "cli.h"
 
+#include <torch/version.h>
+
 #include <cstdio>
 #include <iostream>
 
-#include "ebm/common.h"
-#include "ebm/progress.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/io/progress.h"
 
 namespace ebm::cli {
+
+void build_app(CLI::App& app, Action& run) {
+  app.description(
+      "ebm: train energy-based models on images and use the energy for OOD detection,\n"
+      "compositional generation, denoising, inpainting and adversarial purification.\n"
+      "Run `ebm <command> --help` for each command's flags.");
+  app.name("ebm");
+  const std::string ver = std::string("ebm ") + version() + " (LibTorch " + TORCH_VERSION +
+                          ", BLAS: " + blas_info() + ")";
+  app.set_version_flag("--version", ver);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+  add_data(app, run);
+  add_info(app, run);
+  add_sample(app, run);
+  add_denoise(app, run);
+  add_inpaint(app, run);
+  add_train(app, run);
+  add_ood(app, run);
+  add_compose(app, run);
+  add_defend(app, run);
+}
 
 void add_common(CLI::App* sub, Common& c, bool with_json) {
   sub->add_option("--threads", c.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "ebm/langevin.h"
+#include "ebm/core/langevin.h"
 
 namespace ebm::cli {
 
@@ -60,6 +60,11 @@ struct SamplerFlags {
         .seed(seed);
   }
 };
+
+/// Register every subcommand on `app` (the whole `ebm` CLI). Each parsed
+/// subcommand stores its action in `run`. Flags bind to library options
+/// structs, so the CLI's defaults are the library's (tests/test_cli_defaults*.cpp).
+void build_app(CLI::App& app, Action& run);
 
 // One registration function per subcommand file.
 void add_data(CLI::App& app, Action& run);

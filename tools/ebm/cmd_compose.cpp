@@ -7,11 +7,11 @@
 #include <torch/torch.h>
 
 #include "cli.h"
-#include "ebm/attributes.h"
-#include "ebm/data.h"
-#include "ebm/image_io.h"
-#include "ebm/models.h"
-#include "ebm/progress.h"
+#include "ebm/compose/attributes.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/models.h"
+#include "ebm/io/progress.h"
 
 namespace ebm::cli {
 

@@ -2,9 +2,9 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "ebm/common.h"
-#include "ebm/data.h"
-#include "ebm/image_io.h"
+#include "ebm/core/common.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
 
 #include <torch/torch.h>
 

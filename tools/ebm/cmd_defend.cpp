@@ -1,15 +1,15 @@
 // ebm defend eval: attacks, purification and the three threat models.
 // Thin: parse, call the library (ebm/defend.h), report.
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 
 #include <torch/torch.h>
 
 #include "cli.h"
-#include "ebm/common.h"
-#include "ebm/defend.h"
-#include "ebm/models.h"
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/defend/defend.h"
+#include "ebm/core/models.h"
 
 namespace ebm::cli {
 namespace {
@@ -145,7 +145,7 @@ void add_eval(CLI::App* parent, Action& run) {
       rep["ebm"] = f->ebm;
       rep["command"] = command_line();
       if (!f->plots.empty()) {
-        std::filesystem::create_directories(f->plots);
+        make_dirs(f->plots);
         const std::string path = f->plots + "/defend-" + f->attack + ".png";
         write_defend_plot(rep, path);
         std::fprintf(stderr, "wrote %s\n", path.c_str());

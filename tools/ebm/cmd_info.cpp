@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "ebm/models.h"
+#include "ebm/core/models.h"
 
 namespace ebm::cli {
 

@@ -7,11 +7,12 @@
 #include <torch/torch.h>
 
 #include "cli.h"
-#include "ebm/data.h"
-#include "ebm/ensemble.h"
-#include "ebm/image_io.h"
-#include "ebm/models.h"
-#include "ebm/ood.h"
+#include "ebm/core/fs.h"
+#include "ebm/io/data.h"
+#include "ebm/ood/ensemble.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/models.h"
+#include "ebm/ood/ood.h"
 
 namespace ebm::cli {
 

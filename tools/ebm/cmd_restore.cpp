@@ -4,9 +4,9 @@
 #include <torch/torch.h>
 
 #include "cli.h"
-#include "ebm/image_io.h"
-#include "ebm/models.h"
-#include "ebm/restore.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/models.h"
+#include "ebm/restore/restore.h"
 
 namespace ebm::cli {
 namespace {

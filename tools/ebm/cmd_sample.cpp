@@ -4,14 +4,14 @@
 #include <torch/torch.h>
 
 #include "cli.h"
-#include "ebm/attributes.h"
-#include "ebm/compose.h"
-#include "ebm/data.h"
-#include "ebm/image_io.h"
-#include "ebm/langevin.h"
-#include "ebm/models.h"
-#include "ebm/progress.h"
-#include "ebm/train.h"
+#include "ebm/compose/attributes.h"
+#include "ebm/core/compose.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
+#include "ebm/core/langevin.h"
+#include "ebm/core/models.h"
+#include "ebm/io/progress.h"
+#include "ebm/train/train.h"
 
 namespace ebm::cli {
 

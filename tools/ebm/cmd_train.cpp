@@ -2,8 +2,8 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "ebm/common.h"
-#include "ebm/train.h"
+#include "ebm/core/common.h"
+#include "ebm/train/train.h"
 
 namespace ebm::cli {
 

@@ -1,36 +1,16 @@
 // ebm: the command-line front end of ebmkit.
-#include <torch/version.h>
-
 #include <cstdio>
 #include <cstdlib>
 
 #include "cli.h"
-#include "ebm/common.h"
+#include "ebm/core/common.h"
 
 int main(int argc, char** argv) {
   using namespace ebm;
   cli::set_command_line(argc, argv);
-  CLI::App app{
-      "ebm: train energy-based models on images and use the energy for OOD detection,\n"
-      "compositional generation, denoising, inpainting and adversarial purification.\n"
-      "Run `ebm <command> --help` for each command's flags."};
-  app.name("ebm");
-  const std::string ver = std::string("ebm ") + version() + " (LibTorch " + TORCH_VERSION +
-                          ", BLAS: " + blas_info() + ")";
-  app.set_version_flag("--version", ver);
-  app.require_subcommand(1);
-  app.fallthrough(false);
-
+  CLI::App app;
   cli::Action run;
-  cli::add_data(app, run);
-  cli::add_info(app, run);
-  cli::add_sample(app, run);
-  cli::add_denoise(app, run);
-  cli::add_inpaint(app, run);
-  cli::add_train(app, run);
-  cli::add_ood(app, run);
-  cli::add_compose(app, run);
-  cli::add_defend(app, run);
+  cli::build_app(app, run);
 
   try {
     app.parse(argc, argv);

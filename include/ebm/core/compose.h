@@ -1,0 +1,79 @@
+// compose.h: the energy algebra. Every composition is itself an Energy, so
+// compositions nest and every application can use them unchanged.
+//
+//   AND  E = sum_i w_i E_i                  (product of experts)
+//   NOT  E = E_pos - alpha * E_neg          (a negative weight in a sum)
+//   OR   E = -logsumexp(-s * E_i) / s       (mixture; s = temperature)
+//   Affine  E' = (E - shift) / scale        (calibration to comparable scales)
+#pragma once
+
+#include "ebm/core/energy.h"
+
+namespace ebm {
+
+/// Weighted sum of energies: AND, and NOT via negative weights.
+class SumEnergy : public Energy {
+ public:
+  struct Term {
+    double weight;
+    EnergyPtr energy;
+  };
+  explicit SumEnergy(std::vector<Term> terms);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::string describe() const override;
+  const std::vector<Term>& terms() const { return terms_; }
+
+ private:
+  std::vector<Term> terms_;
+};
+
+/// Soft minimum of energies: -logsumexp(-s*E_i)/s. As s -> inf it is min_i E_i.
+class OrEnergy : public Energy {
+ public:
+  OrEnergy(std::vector<EnergyPtr> terms, double temperature);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  std::vector<EnergyPtr> terms_;
+  double s_;
+};
+
+/// (E(x) - shift) / scale: puts energies of different models on one scale.
+class AffineEnergy : public Energy {
+ public:
+  AffineEnergy(EnergyPtr inner, double shift, double scale);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  EnergyPtr inner_;
+  double shift_, scale_;
+};
+
+/// Class-conditional energy of a classifier, in one of two readings:
+///   logit: E(x|c) = -logits(x)[c] / T          (JEM's E(x,y) = -f(x)[y])
+///   nll:   E(x|c) = -log softmax(logits(x)/T)[c] = -log p(c|x)
+/// The nll reading is the energy of the attribute given the image; adding an
+/// unconditional prior E(x) gives -log p(x|c) up to a constant (Bayes), and its
+/// scale is calibrated by the temperature T (temperature scaling, Guo et al.
+/// 2017). The classifier must have num_classes() > c; T > 0.
+class ClassEnergy : public Energy {
+ public:
+  ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll = false, double temperature = 1.0);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  EnergyPtr clf_;
+  int64_t cls_;
+  bool nll_;
+  double t_;
+};
+
+// Convenience builders.
+EnergyPtr make_and(std::vector<EnergyPtr> terms);
+EnergyPtr make_not(EnergyPtr positive, EnergyPtr negative, double alpha);
+EnergyPtr make_or(std::vector<EnergyPtr> terms, double temperature);
+
+}  // namespace ebm

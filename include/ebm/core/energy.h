@@ -1,0 +1,86 @@
+// energy.h: the one interface every application uses.
+//
+//   Energy:  x[B,C,H,W] (float32, pixels in [0,1]) -> e[B] (float32)
+//
+// Low energy = likely / in-distribution. An Energy may also be a classifier
+// (logits [B,K]); then its energy is the free energy -T*logsumexp(logits/T).
+// Implementations: nn models (models.h), TorchScript files (models.h),
+// compositions of other energies (compose.h), and the analytic energies below.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ebm {
+
+class Energy {
+ public:
+  virtual ~Energy() = default;
+
+  /// x: [B,C,H,W] -> [B]. Differentiable with respect to x.
+  virtual torch::Tensor energy(const torch::Tensor& x) = 0;
+
+  /// x: [B,C,H,W] -> [B,K] logits for classifier energies; undefined tensor otherwise.
+  virtual torch::Tensor logits(const torch::Tensor& x) { return {}; }
+
+  /// K for classifiers, 0 otherwise.
+  virtual int64_t num_classes() const { return 0; }
+
+  /// Short human-readable description, e.g. "conv-ebm(width=32)".
+  virtual std::string describe() const = 0;
+
+  /// Trainable parameters (empty for analytic or frozen energies).
+  virtual std::vector<torch::Tensor> parameters() { return {}; }
+
+  /// Train/eval mode switch for models that care (dropout); default no-op.
+  virtual void set_training(bool on) {}
+
+  /// The model card: the metadata that travels with the weights (task, data,
+  /// tuned sampler settings, metrics, ...). load_model() fills it for every
+  /// format; energies built in code start with an empty object.
+  const nlohmann::json& card() const { return card_; }
+  void set_card(nlohmann::json card) { card_ = std::move(card); }
+
+ private:
+  nlohmann::json card_ = nlohmann::json::object();
+};
+
+using EnergyPtr = std::shared_ptr<Energy>;
+
+/// Free energy of logits: [B,K] -> [B], -T*logsumexp(logits/T, dim=1). T > 0.
+torch::Tensor free_energy(const torch::Tensor& logits, double temperature = 1.0);
+
+/// grad_x E(x) for x[B,C,H,W] -> [B,C,H,W], with no parameter gradients
+/// accumulated and no graph kept. If `energy_out` is given it receives E(x) [B]
+/// (detached).
+torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out = nullptr);
+
+/// The one batched no-grad loop: f applied to x[N,...] in slices of at most
+/// `batch` rows along dim 0, with autograd off, results concatenated along
+/// dim 0. f maps [b,...] -> [b,...]. N = 0 gives an empty [0] tensor.
+torch::Tensor map_batched(const torch::Tensor& x, int64_t batch,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& f);
+
+/// Energy evaluated in batches without autograd: x[N,C,H,W] -> [N].
+torch::Tensor energy_batched(Energy& e, const torch::Tensor& x, int64_t batch = 512);
+
+/// Analytic isotropic Gaussian: E(x) = ||x - mu||^2 / (2 sigma^2), summed over
+/// C,H,W. mu: [C,H,W] (or broadcastable). Its Boltzmann density is N(mu, sigma^2 I),
+/// which makes it the oracle for sampler tests.
+class GaussianEnergy : public Energy {
+ public:
+  GaussianEnergy(torch::Tensor mu, double sigma);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  torch::Tensor mu_;
+  double sigma_;
+};
+
+}  // namespace ebm

@@ -1,0 +1,103 @@
+#include "ebm/core/compose.h"
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+#include "ebm/core/common.h"
+
+namespace ebm {
+
+SumEnergy::SumEnergy(std::vector<Term> terms) : terms_(std::move(terms)) {
+  TORCH_CHECK(!terms_.empty(), "SumEnergy needs at least one term");
+  for (auto& t : terms_) TORCH_CHECK(t.energy, "SumEnergy: null term");
+}
+
+torch::Tensor SumEnergy::energy(const torch::Tensor& x) {
+  torch::Tensor total;
+  for (auto& t : terms_) {
+    auto e = t.energy->energy(x) * t.weight;
+    total = total.defined() ? total + e : e;
+  }
+  return total;
+}
+
+std::string SumEnergy::describe() const {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < terms_.size(); ++i)
+    s << (i ? " + " : "") << terms_[i].weight << "*" << terms_[i].energy->describe();
+  s << ")";
+  return s.str();
+}
+
+OrEnergy::OrEnergy(std::vector<EnergyPtr> terms, double temperature)
+    : terms_(std::move(terms)), s_(temperature) {
+  TORCH_CHECK(!terms_.empty(), "OrEnergy needs at least one term");
+  if (!(temperature > 0)) throw UsageError("OR temperature must be > 0, got " + std::to_string(temperature));
+}
+
+torch::Tensor OrEnergy::energy(const torch::Tensor& x) {
+  std::vector<torch::Tensor> es;
+  for (auto& t : terms_) es.push_back(t->energy(x));
+  return -torch::logsumexp(torch::stack(es, 1) * (-s_), 1) / s_;
+}
+
+std::string OrEnergy::describe() const {
+  std::ostringstream s;
+  s << "or[s=" << s_ << "](";
+  for (size_t i = 0; i < terms_.size(); ++i) s << (i ? ", " : "") << terms_[i]->describe();
+  s << ")";
+  return s.str();
+}
+
+AffineEnergy::AffineEnergy(EnergyPtr inner, double shift, double scale)
+    : inner_(std::move(inner)), shift_(shift), scale_(scale) {
+  if (!(scale > 0)) throw UsageError("energy calibration scale must be > 0, got " + std::to_string(scale));
+}
+
+torch::Tensor AffineEnergy::energy(const torch::Tensor& x) { return (inner_->energy(x) - shift_) / scale_; }
+
+std::string AffineEnergy::describe() const {
+  std::ostringstream s;
+  s << "(" << inner_->describe() << " - " << shift_ << ")/" << scale_;
+  return s.str();
+}
+
+ClassEnergy::ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll, double temperature)
+    : clf_(std::move(classifier)), cls_(cls), nll_(nll), t_(temperature) {
+  if (!(temperature > 0)) throw UsageError("class-energy temperature must be > 0, got " + std::to_string(temperature));
+  const int64_t k = clf_->num_classes();
+  if (cls < 0 || cls >= k)
+    throw UsageError("class " + std::to_string(cls) + " out of range for a " + std::to_string(k) +
+                     "-class model");
+}
+
+torch::Tensor ClassEnergy::energy(const torch::Tensor& x) {
+  const auto l = clf_->logits(x) / t_;
+  return nll_ ? -torch::log_softmax(l, 1).select(1, cls_) : -l.select(1, cls_);
+}
+
+std::string ClassEnergy::describe() const {
+  std::ostringstream s;
+  s << clf_->describe() << (nll_ ? "[-log p(class " : "[-logit(class ") << cls_ << (nll_ ? "|x)" : ")");
+  if (t_ != 1.0) s << ", T=" << t_;
+  s << "]";
+  return s.str();
+}
+
+EnergyPtr make_and(std::vector<EnergyPtr> terms) {
+  std::vector<SumEnergy::Term> t;
+  for (auto& e : terms) t.push_back({1.0, e});
+  return std::make_shared<SumEnergy>(std::move(t));
+}
+
+EnergyPtr make_not(EnergyPtr positive, EnergyPtr negative, double alpha) {
+  return std::make_shared<SumEnergy>(std::vector<SumEnergy::Term>{{1.0, positive}, {-alpha, negative}});
+}
+
+EnergyPtr make_or(std::vector<EnergyPtr> terms, double temperature) {
+  return std::make_shared<OrEnergy>(std::move(terms), temperature);
+}
+
+}  // namespace ebm

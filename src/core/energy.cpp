@@ -1,0 +1,58 @@
+#include "ebm/core/energy.h"
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+namespace ebm {
+
+torch::Tensor free_energy(const torch::Tensor& logits, double temperature) {
+  TORCH_CHECK(temperature > 0, "temperature must be > 0, got ", temperature);
+  TORCH_CHECK(logits.dim() == 2, "free_energy wants logits [B,K], got ", logits.sizes());
+  return -temperature * torch::logsumexp(logits / temperature, 1);
+}
+
+torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out) {
+  // Only x needs a gradient: torch::autograd::grad with inputs={x} never
+  // touches the parameters' .grad fields, and the graph is freed on return.
+  auto xg = x.detach().requires_grad_(true);
+  // Autograd on for the forward pass AND the sum, so callers may hold a NoGradGuard.
+  torch::AutoGradMode enable(true);
+  const torch::Tensor en = e.energy(xg);
+  TORCH_CHECK(en.dim() == 1 && en.size(0) == x.size(0), "energy must return [B] = [", x.size(0),
+              "], got ", en.sizes());
+  auto g = torch::autograd::grad({en.sum()}, {xg}, {}, /*retain_graph=*/false,
+                                 /*create_graph=*/false, /*allow_unused=*/true)[0];
+  if (!g.defined()) g = torch::zeros_like(x);
+  if (energy_out) *energy_out = en.detach();
+  return g;
+}
+
+torch::Tensor map_batched(const torch::Tensor& x, int64_t batch,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+  TORCH_CHECK(batch > 0, "map_batched: batch must be > 0, got ", batch);
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < x.size(0); i += batch) out.push_back(f(x.narrow(0, i, std::min(batch, x.size(0) - i))));
+  return out.empty() ? torch::empty({0}) : torch::cat(out);
+}
+
+torch::Tensor energy_batched(Energy& e, const torch::Tensor& x, int64_t batch) {
+  return map_batched(x, batch, [&e](const torch::Tensor& b) { return e.energy(b); });
+}
+
+GaussianEnergy::GaussianEnergy(torch::Tensor mu, double sigma) : mu_(std::move(mu)), sigma_(sigma) {
+  TORCH_CHECK(sigma > 0, "GaussianEnergy: sigma must be > 0, got ", sigma);
+}
+
+torch::Tensor GaussianEnergy::energy(const torch::Tensor& x) {
+  return (x - mu_).pow(2).flatten(1).sum(1) / (2 * sigma_ * sigma_);
+}
+
+std::string GaussianEnergy::describe() const {
+  std::ostringstream s;
+  s << "gaussian(sigma=" << sigma_ << ")";
+  return s.str();
+}
+
+}  // namespace ebm

@@ -1,0 +1,297 @@
+#include "ebm/core/models.h"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/core/ensemble.h"
+#include "ebm/core/fs.h"
+
+#include <map>
+#include <mutex>
+
+namespace nn = torch::nn;
+
+namespace ebm {
+namespace {
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(pad));
+}
+
+
+void check_input(const torch::Tensor& x, int64_t channels, const char* who) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == channels && x.size(2) == 28 && x.size(3) == 28, who,
+              " expects x [B,", channels, ",28,28], got ", x.sizes());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- ConvEBM
+ConvEBMImpl::ConvEBMImpl(const ConvEBMOptions& o) : options(o) {
+  const int64_t w = o.width();
+  TORCH_CHECK(w > 0 && o.channels() > 0, "ConvEBM: width and channels must be > 0");
+  body = register_module("body", nn::Sequential(conv(o.channels(), w, 3, 1, 1), nn::SiLU(),    // 28
+                                                conv(w, 2 * w, 4, 2, 1), nn::SiLU(),           // 14
+                                                conv(2 * w, 4 * w, 4, 2, 1), nn::SiLU(),       // 7
+                                                conv(4 * w, 4 * w, 3, 2, 1), nn::SiLU(),       // 4
+                                                nn::Flatten(), nn::Linear(16 * 4 * w, 4 * w),
+                                                nn::SiLU()));
+  head = register_module("head", nn::Linear(4 * w, 1));
+}
+
+torch::Tensor ConvEBMImpl::forward(const torch::Tensor& x) {
+  check_input(x, options.channels(), "ConvEBM");
+  return head->forward(body->forward(x * 2 - 1)).squeeze(1);
+}
+
+// ---------------------------------------------------------------- ConvClassifier
+ConvClassifierImpl::ConvClassifierImpl(const ConvClassifierOptions& o) : options(o) {
+  const int64_t w = o.width();
+  TORCH_CHECK(w > 0 && o.num_classes() > 1, "ConvClassifier: width must be > 0 and num_classes > 1");
+  auto act = [&]() -> nn::AnyModule {
+    if (o.activation() == "silu") return nn::AnyModule(nn::SiLU());
+    if (o.activation() == "leaky_relu") return nn::AnyModule(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));
+    throw UsageError("unknown activation '" + o.activation() + "' (use silu or leaky_relu)");
+  };
+  nn::Sequential s;
+  s->push_back(conv(o.channels(), w, 3, 1, 1)); s->push_back(act());          // 28
+  s->push_back(conv(w, 2 * w, 4, 2, 1)); s->push_back(act());                 // 14
+  s->push_back(conv(2 * w, 2 * w, 3, 1, 1)); s->push_back(act());             // 14
+  s->push_back(conv(2 * w, 4 * w, 4, 2, 1)); s->push_back(act());             // 7
+  s->push_back(conv(4 * w, 4 * w, 3, 1, 1)); s->push_back(act());             // 7
+  s->push_back(nn::AdaptiveAvgPool2d(1)); s->push_back(nn::Flatten());
+  if (o.dropout() > 0) s->push_back(nn::Dropout(o.dropout()));
+  body = register_module("body", s);
+  head = register_module("head", nn::Linear(4 * w, o.num_classes()));
+}
+
+torch::Tensor ConvClassifierImpl::forward(const torch::Tensor& x) {
+  check_input(x, options.channels(), "ConvClassifier");
+  return head->forward(body->forward(x * 2 - 1));
+}
+
+// ---------------------------------------------------------------- NativeModel
+NativeModel::NativeModel(const json& arch) : arch_(arch) {
+  const std::string type = arch.value("type", "");
+  const int64_t ch = arch.value("channels", 1), width = arch.value("width", 32);
+  if (type == "conv-ebm") {
+    ConvEBM m(ConvEBMOptions().channels(ch).width(width));
+    module_ = m.ptr();
+    forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
+  } else if (type == "conv-classifier") {
+    num_classes_ = arch.value("num_classes", 10);
+    ConvClassifier m(ConvClassifierOptions()
+                         .channels(ch)
+                         .width(width)
+                         .num_classes(num_classes_)
+                         .activation(arch.value("activation", "silu"))
+                         .dropout(arch.value("dropout", 0.0)));
+    module_ = m.ptr();
+    forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
+  } else {
+    throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-classifier)");
+  }
+  card["arch"] = arch_;
+}
+
+torch::Tensor NativeModel::energy(const torch::Tensor& x) {
+  auto out = forward_(x);
+  return num_classes_ > 0 ? free_energy(out, temperature) : out;
+}
+
+torch::Tensor NativeModel::logits(const torch::Tensor& x) {
+  return num_classes_ > 0 ? forward_(x) : torch::Tensor();
+}
+
+std::string NativeModel::describe() const {
+  std::ostringstream s;
+  s << arch_.value("type", "?") << "(width=" << arch_.value("width", 32);
+  if (num_classes_) s << ", classes=" << num_classes_;
+  s << ")";
+  return s.str();
+}
+
+// ---------------------------------------------------------------- ScriptModel
+struct ScriptModel::Impl {
+  torch::jit::script::Module m;
+};
+
+ScriptModel::ScriptModel(const std::string& path, std::vector<int64_t> probe_shape)
+    : impl_(std::make_unique<Impl>()), path_(path) {
+  try {
+    impl_->m = torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    throw DataError("'" + path + "': not a native model folder nor a loadable TorchScript file (" +
+                    std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+  }
+  impl_->m.eval();
+  probe_shape.insert(probe_shape.begin(), 2);
+  torch::Tensor out;
+  try {
+    torch::NoGradGuard ng;
+    out = impl_->m.forward({torch::full(probe_shape, 0.5f)}).toTensor();
+  } catch (const c10::Error& e) {
+    throw DataError("'" + path + "': TorchScript forward failed on a probe of shape " +
+                    c10::str(c10::IntArrayRef(probe_shape)) + ": " +
+                    std::string(e.what_without_backtrace()).substr(0, 300));
+  }
+  if (out.dim() == 2 && out.size(0) == 2) num_classes_ = out.size(1);
+  else if (!(out.dim() == 1 && out.size(0) == 2))
+    throw DataError("'" + path + "': TorchScript forward must return [B] energies or [B,K] logits; got " +
+                    c10::str(out.sizes()) + " for B=2");
+}
+
+ScriptModel::~ScriptModel() = default;
+
+torch::Tensor ScriptModel::logits(const torch::Tensor& x) {
+  return num_classes_ ? impl_->m.forward({x}).toTensor() : torch::Tensor();
+}
+
+torch::Tensor ScriptModel::energy(const torch::Tensor& x) {
+  auto out = impl_->m.forward({x}).toTensor();
+  return num_classes_ ? free_energy(out) : out;
+}
+
+std::string ScriptModel::describe() const {
+  return "torchscript(" + path_ + (num_classes_ ? ", classes=" + std::to_string(num_classes_) : "") + ")";
+}
+
+std::vector<torch::Tensor> ScriptModel::parameters() {
+  std::vector<torch::Tensor> p;
+  for (const auto& t : impl_->m.parameters()) p.push_back(t);
+  return p;
+}
+
+void ScriptModel::set_training(bool on) { on ? impl_->m.train() : impl_->m.eval(); }
+
+// ---------------------------------------------------------------- registry
+json load_card(const std::string& path) {
+  if (is_dir(path)) {
+    const std::string cp = path + "/card.json";
+    if (!is_file(cp)) throw DataError("'" + path + "' is a folder without card.json: not an ebmkit model");
+    try {
+      return json::parse(read_file(cp));
+    } catch (const json::parse_error& e) {
+      throw DataError("'" + cp + "': invalid JSON: " + e.what());
+    }
+  }
+  if (!is_file(path)) throw DataError("model '" + path + "' does not exist");
+  return json{{"format", "torchscript"}, {"path", path}};
+}
+
+namespace {
+
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, ModelFormat> formats;
+};
+
+// Built-in formats are registered on first use (no static-initialisation order
+// to worry about, and nothing for the linker to drop from a static library).
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry;
+    reg->formats["native"] = {[](const std::string& path, const json& card) -> EnergyPtr {
+                                if (!card.contains("arch"))
+                                  throw DataError("'" + path + "/card.json' has no \"arch\"");
+                                auto m = std::make_shared<NativeModel>(card["arch"]);
+                                load_weights(path, *m);
+                                m->temperature = card.value("temperature", 1.0);
+                                return m;
+                              },
+                              [](const std::string& path) { return path + "/weights.pt"; }};
+    reg->formats["torchscript"] = {
+        [](const std::string& path, const json&) -> EnergyPtr { return std::make_shared<ScriptModel>(path); },
+        [](const std::string& path) { return path; }};
+    reg->formats["ensemble"] = {[](const std::string& path, const json& card) { return load_ensemble(path, card); },
+                                [](const std::string& path) { return path + "/card.json"; }};
+    return reg;
+  }();
+  return *r;
+}
+
+ModelFormat find_format(const std::string& path, const json& card) {
+  const std::string name = card.value("format", "native");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  const auto it = r.formats.find(name);
+  if (it == r.formats.end()) {
+    std::string known;
+    for (const auto& [k, v] : r.formats) known += (known.empty() ? "" : ", ") + k;
+    throw DataError("model '" + path + "' has format '" + name + "', which is not registered (known: " + known + ")");
+  }
+  return it->second;
+}
+
+}  // namespace
+
+void register_model_format(const std::string& name, ModelFormat format) {
+  if (name.empty() || !format.load || !format.content_file)
+    throw UsageError("register_model_format: a format needs a name, a loader and a content file");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.formats[name] = std::move(format);
+}
+
+std::vector<std::string> model_formats() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> names;
+  for (const auto& [k, v] : r.formats) names.push_back(k);
+  return names;
+}
+
+EnergyPtr load_model(const std::string& path) {
+  json card = load_card(path);
+  EnergyPtr m = find_format(path, card).load(path, card);
+  m->set_card(std::move(card));
+  m->set_training(false);
+  return m;
+}
+
+void load_weights(const std::string& dir, NativeModel& model) {
+  const std::string wp = dir + "/weights.pt";
+  if (!is_file(wp)) throw DataError("model '" + dir + "' has no weights.pt");
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(wp);
+    model.module()->load(ar);
+  } catch (const c10::Error& e) {
+    throw DataError("'" + wp + "': cannot load weights for " + model.describe() + ": " +
+                    std::string(e.what_without_backtrace()).substr(0, 300));
+  }
+}
+
+void save_model(const std::string& dir, NativeModel& model) {
+  make_dirs(dir);
+  torch::serialize::OutputArchive ar;
+  model.module()->save(ar);
+  std::ostringstream os;
+  ar.save_to(os);
+  write_file_atomic(dir + "/weights.pt", os.str());
+  json card = model.card();
+  card["arch"] = model.arch();
+  card["format"] = "native";
+  if (model.num_classes() > 0) card["temperature"] = model.temperature;
+  write_file_atomic(dir + "/card.json", card.dump(2) + "\n");
+}
+
+json report_provenance(const std::string& command, const std::vector<std::string>& model_paths) {
+  json models = json::array();
+  for (const auto& p : model_paths) models.push_back({{"path", p}, {"sha256", model_hash(p)}});
+  return {{"command", command}, {"models", models}};
+}
+
+std::string model_hash(const std::string& path) {
+  const json card = load_card(path);
+  return sha256_file(find_format(path, card).content_file(path));
+}
+
+}  // namespace ebm

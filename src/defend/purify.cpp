@@ -1,0 +1,87 @@
+// purify.cpp: purification = optional initial noise + the shared Langevin.
+#include "ebm/defend/purify.h"
+
+#include <torch/torch.h>
+
+#include "ebm/core/common.h"
+
+namespace ebm {
+
+PurifyOptions purify_options_from_card(const nlohmann::json& card) {
+  PurifyOptions p;
+  if (!card.contains("purify")) return p;
+  const auto& pc = card["purify"];
+  try {
+    p.steps(pc.value("steps", p.steps()))
+        .step_size(pc.value("step_size", p.step_size()))
+        .noise(pc.value("noise", p.noise()))
+        .init_noise(pc.value("init_noise", p.init_noise()))
+        .grad_clip(pc.value("grad_clip", p.grad_clip()))
+        .draws(pc.value("draws", p.draws()))
+        .step_schedule(Schedule::parse(pc.value("step_schedule", std::string("constant"))))
+        .noise_schedule(Schedule::parse(pc.value("noise_schedule", std::string("constant"))));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(std::string("malformed \"purify\" entry in a model card: ") + e.what());
+  }
+  return p;
+}
+
+nlohmann::json purify_options_json(const PurifyOptions& p) {
+  auto sched = [](const Schedule& s) {
+    const char* k[] = {"constant", "linear", "cosine", "geometric"};
+    return s.kind == Schedule::kConstant ? std::string("constant") : std::string(k[s.kind]) + ":" + std::to_string(s.end_factor);
+  };
+  return {{"step_size", p.step_size()}, {"noise", p.noise()}, {"init_noise", p.init_noise()},
+          {"step_schedule", sched(p.step_schedule())}, {"noise_schedule", sched(p.noise_schedule())},
+          {"grad_clip", p.grad_clip()}, {"draws", p.draws()}};
+}
+
+void check_purify_options(const PurifyOptions& o) {
+  if (o.steps() < 0) throw UsageError("purify steps must be >= 0, got " + std::to_string(o.steps()));
+  if (!(o.step_size() >= 0)) throw UsageError("purify step size must be >= 0, got " + std::to_string(o.step_size()));
+  if (!(o.noise() >= 0)) throw UsageError("purify noise must be >= 0, got " + std::to_string(o.noise()));
+  if (!(o.init_noise() >= 0)) throw UsageError("purify initial noise must be >= 0, got " + std::to_string(o.init_noise()));
+  if (o.draws() < 1) throw UsageError("purify draws must be >= 1, got " + std::to_string(o.draws()));
+}
+
+torch::Tensor purify(Energy& ebm, const torch::Tensor& x, const PurifyOptions& o, at::Generator& gen) {
+  check_purify_options(o);
+  if (o.steps() == 0) return x.detach().clone();
+  ebm.set_training(false);
+  torch::Tensor x0;
+  {
+    torch::NoGradGuard ng;
+    x0 = x.detach();
+    if (o.init_noise() > 0) x0 = (x0 + torch::randn(x.sizes(), gen, x.options()) * o.init_noise()).clamp(0.0, 1.0);
+  }
+  const auto lo = LangevinOptions()
+                      .steps(o.steps())
+                      .step_size(o.step_size())
+                      .noise(o.noise())
+                      .grad_clip(o.grad_clip())
+                      .step_schedule(o.step_schedule())
+                      .noise_schedule(o.noise_schedule())
+                      .clamp(true);
+  auto r = langevin(ebm, x0, lo, {}, &gen);
+  if (r.diverged)
+    throw DivergenceError("purification diverged (NaN/Inf energy or gradient) after " + std::to_string(r.steps_run) +
+                          " steps; lower the step size");
+  return r.x;
+}
+
+torch::Tensor purified_logits(Energy& clf, Energy& ebm, const torch::Tensor& x, const PurifyOptions& o,
+                              at::Generator& gen) {
+  check_purify_options(o);
+  clf.set_training(false);
+  const int64_t draws = o.steps() == 0 ? 1 : o.draws();  // identity: every draw is the same
+  torch::Tensor sum;
+  for (int64_t k = 0; k < draws; ++k) {
+    auto xp = purify(ebm, x, o, gen);
+    torch::NoGradGuard ng;
+    auto z = clf.logits(xp);
+    sum = k ? sum + z : z;
+  }
+  return sum / double(draws);
+}
+
+}  // namespace ebm
