@@ -98,7 +98,7 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
   } else {
     throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-classifier)");
   }
-  card["arch"] = arch_;
+  set_card({{"arch", arch_}});
 }
 
 torch::Tensor NativeModel::energy(const torch::Tensor& x) {
