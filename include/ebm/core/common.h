@@ -28,7 +28,7 @@ struct DivergenceError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Library version, e.g. "0.1.0".
+/// Library version, e.g. "0.2.0".
 const char* version();
 
 /// Description of the BLAS that LibTorch calls at run time, e.g.
