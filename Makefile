@@ -4,7 +4,7 @@ JOBS    ?= 2
 EBM_DATA ?= $(CURDIR)/data
 export EBM_DATA
 
-.PHONY: all setup build test demo bench zoo clean
+.PHONY: all setup build test demo bench zoo package clean
 
 all: build
 
@@ -32,6 +32,10 @@ bench: setup build
 ## zoo: retrain every shipped model in models/ (hours on 2 cores)
 zoo: setup build
 	scripts/train-zoo
+
+## package: build the .deb with CPack, install it with apt, use it, remove it (root)
+package: build
+	scripts/check-deb $(BUILD)
 
 clean:
 	rm -rf $(BUILD) out
