@@ -99,13 +99,14 @@ TEST(ComposeEnergy, ExpressionsMatchTheAlgebraWrittenByHand) {
   torch::NoGradGuard ng;
   const auto ld = torch::log_softmax(D->logits(x) / 2.0, 1);  // calibrated T = 2 from the card
   const auto lt = torch::log_softmax(T->logits(x), 1);        // uncalibrated: T = 1
-  auto energy = [&](const std::string& s, ComposeOptions o = {}) {
+  // guidance 1: the analytic -log p atoms, unscaled.
+  auto energy = [&](const std::string& s, ComposeOptions o = ComposeOptions().guidance(1)) {
     return build_energy(parse_expr(s), attrs, o, nullptr)->energy(x);
   };
   const double tol = 1e-5;
   EXPECT_TRUE(torch::allclose(energy("digit=3"), -ld.select(1, 3), tol, tol));
   EXPECT_TRUE(torch::allclose(energy("digit=3 & thick"), -ld.select(1, 3) - lt.select(1, 2), tol, tol));
-  EXPECT_TRUE(torch::allclose(energy("digit=3 & !thick", ComposeOptions().not_weight(0.25)),
+  EXPECT_TRUE(torch::allclose(energy("digit=3 & !thick", ComposeOptions().guidance(1).not_weight(0.25)),
                               -ld.select(1, 3) + 0.25 * lt.select(1, 2), tol, tol));
   EXPECT_TRUE(torch::allclose(energy("0.5*thin & digit=1"), -0.5 * lt.select(1, 0) - ld.select(1, 1), tol, tol));
   // OR at s = 1 is exactly -log(p(3|x) + p(8|x)).
@@ -114,7 +115,7 @@ TEST(ComposeEnergy, ExpressionsMatchTheAlgebraWrittenByHand) {
   // A prior is added once, with its weight.
   GaussianEnergy g(torch::full({1, 28, 28}, 0.5f), 1.0);
   auto prior = std::make_shared<GaussianEnergy>(g);
-  const auto with_prior = build_energy(parse_expr("thin"), attrs, ComposeOptions().prior_weight(3), prior)->energy(x);
+  const auto with_prior = build_energy(parse_expr("thin"), attrs, ComposeOptions().guidance(1).prior_weight(3), prior)->energy(x);
   EXPECT_TRUE(torch::allclose(with_prior, 3 * g.energy(x) - lt.select(1, 0), tol, tol));
 
   // Resolution errors list what exists.
@@ -162,7 +163,7 @@ TEST(ComposeSample, RestartsKeepTheLowestEnergyChain) {
   GaussianEnergy g(torch::full({1, 28, 28}, 0.3f), 0.2);
   auto o = ComposeSampleOptions().restarts(3).seed(4).batch(4);
   o.langevin().steps(5).step_size(0.01).noise(0.01);
-  const auto one = compose_sample(g, 4, ComposeSampleOptions().seed(4).batch(4).langevin(o.langevin()));
+  const auto one = compose_sample(g, 4, ComposeSampleOptions().restarts(1).seed(4).batch(4).langevin(o.langevin()));
   const auto best = compose_sample(g, 4, o);
   EXPECT_EQ(best.x.sizes(), (std::vector<int64_t>{4, 1, 28, 28}));
   EXPECT_TRUE(torch::allclose(best.energy, g.energy(best.x), 1e-4, 1e-3));
@@ -181,7 +182,7 @@ TEST(ComposeSample, SelectEnergyPicksAmongRestarts) {
   const int64_t n = 4, r = 3;
   // batch = n, so batch k of the restart run is chain set k.
   const auto picked = compose_sample(g, n, ComposeSampleOptions().restarts(r).seed(9).batch(n).langevin(lo).select_energy(sel));
-  const auto all = compose_sample(g, n * r, ComposeSampleOptions().seed(9).batch(n).langevin(lo));
+  const auto all = compose_sample(g, n * r, ComposeSampleOptions().restarts(1).seed(9).batch(n).langevin(lo));
   const auto cand = sel->energy(all.x).detach().view({r, n});
   EXPECT_TRUE(torch::allclose(picked.select, std::get<0>(cand.min(0)), 1e-5, 1e-4));
   EXPECT_TRUE(torch::allclose(picked.select, sel->energy(picked.x).detach(), 1e-5, 1e-4));

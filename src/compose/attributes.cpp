@@ -275,6 +275,16 @@ double mean_pairwise_l2(const torch::Tensor& x) {
 
 namespace ebm {
 
+LangevinOptions composition_sampler() {
+  return LangevinOptions()
+      .steps(200)
+      .step_size(0.01)
+      .noise(0.1)
+      .grad_clip(0.0)
+      .step_schedule(Schedule::parse("geometric:0.1"))
+      .noise_schedule(Schedule::parse("geometric:0.02"));
+}
+
 ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& o,
                               const std::function<void(int64_t, int64_t)>& on_step) {
   if (n < 1) throw UsageError("--n must be >= 1, got " + std::to_string(n));

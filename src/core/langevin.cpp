@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "ebm/core/common.h"
 
@@ -17,6 +18,14 @@ double Schedule::factor(int64_t t, int64_t total) const {
     case kGeometric: return std::pow(end_factor, f);
     default: return 1.0;
   }
+}
+
+std::string Schedule::str() const {
+  const char* name = kind == kLinear ? "linear" : kind == kCosine ? "cosine" : kind == kGeometric ? "geometric" : "constant";
+  if (kind == kConstant) return name;
+  std::ostringstream s;
+  s << name << ':' << end_factor;
+  return s.str();
 }
 
 Schedule Schedule::parse(const std::string& spec) {

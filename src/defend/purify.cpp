@@ -7,32 +7,34 @@
 
 namespace ebm {
 
-PurifyOptions purify_options_from_card(const nlohmann::json& card) {
-  PurifyOptions p;
+PurifyOptions purify_options_from_card(const nlohmann::json& card, PurifyOptions p, const std::set<std::string>& given) {
   if (!card.contains("purify")) return p;
   const auto& pc = card["purify"];
-  try {
-    p.steps(pc.value("steps", p.steps()))
-        .step_size(pc.value("step_size", p.step_size()))
-        .noise(pc.value("noise", p.noise()))
-        .init_noise(pc.value("init_noise", p.init_noise()))
-        .grad_clip(pc.value("grad_clip", p.grad_clip()))
-        .draws(pc.value("draws", p.draws()))
-        .step_schedule(Schedule::parse(pc.value("step_schedule", std::string("constant"))))
-        .noise_schedule(Schedule::parse(pc.value("noise_schedule", std::string("constant"))));
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(std::string("malformed \"purify\" entry in a model card: ") + e.what());
-  }
+  if (!pc.is_object()) throw DataError("model card: \"purify\" must be an object");
+  auto take = [&](const char* key, auto setter, auto example) {
+    if (!pc.contains(key) || given.count(key)) return;
+    try {
+      setter(pc[key].get<decltype(example)>());
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(std::string("malformed \"purify\".") + key + " in a model card: " + e.what());
+    } catch (const UsageError& e) {
+      throw DataError(std::string("model card: \"purify\".") + key + ": " + e.what());
+    }
+  };
+  take("steps", [&](int64_t v) { p.steps(v); }, int64_t{});
+  take("step_size", [&](double v) { p.step_size(v); }, double{});
+  take("noise", [&](double v) { p.noise(v); }, double{});
+  take("init_noise", [&](double v) { p.init_noise(v); }, double{});
+  take("grad_clip", [&](double v) { p.grad_clip(v); }, double{});
+  take("draws", [&](int64_t v) { p.draws(v); }, int64_t{});
+  take("step_schedule", [&](const std::string& v) { p.step_schedule(Schedule::parse(v)); }, std::string{});
+  take("noise_schedule", [&](const std::string& v) { p.noise_schedule(Schedule::parse(v)); }, std::string{});
   return p;
 }
 
 nlohmann::json purify_options_json(const PurifyOptions& p) {
-  auto sched = [](const Schedule& s) {
-    const char* k[] = {"constant", "linear", "cosine", "geometric"};
-    return s.kind == Schedule::kConstant ? std::string("constant") : std::string(k[s.kind]) + ":" + std::to_string(s.end_factor);
-  };
   return {{"step_size", p.step_size()}, {"noise", p.noise()}, {"init_noise", p.init_noise()},
-          {"step_schedule", sched(p.step_schedule())}, {"noise_schedule", sched(p.noise_schedule())},
+          {"step_schedule", p.step_schedule().str()}, {"noise_schedule", p.noise_schedule().str()},
           {"grad_clip", p.grad_clip()}, {"draws", p.draws()}};
 }
 

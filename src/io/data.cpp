@@ -177,4 +177,19 @@ const std::string& check_eval_split(const std::string& split) {
   return split;
 }
 
+Dataset export_images(const ExportOptions& o) {
+  if (o.n <= 0) throw UsageError("export: n must be > 0, got " + std::to_string(o.n));
+  if (!(o.noise >= 0)) throw UsageError("export: noise must be >= 0, got " + std::to_string(o.noise));
+  DatasetOptions d;
+  d.split = o.split;
+  d.n = o.n;
+  d.seed = o.seed;
+  Dataset ds = load_dataset(o.data, d);
+  if (o.noise > 0) {
+    auto gen = at::detail::createCPUGenerator(o.seed);
+    ds.images = (ds.images + o.noise * torch::randn(ds.images.sizes(), gen)).clamp(0, 1);
+  }
+  return ds;
+}
+
 }  // namespace ebm

@@ -1008,4 +1008,19 @@ std::vector<Prediction> predict(const Detector& d, Energy& e, const torch::Tenso
   return out;
 }
 
+std::string card_default_score(const std::string& model) {
+  const json card = load_card(model);
+  const auto it = card.find("default_score");
+  if (it == card.end()) return "energy";
+  if (!it->is_string()) throw DataError("model card of '" + model + "': \"default_score\" must be a string");
+  return it->get<std::string>();
+}
+
+double card_temperature(const std::string& model, double given) {
+  if (!std::isnan(given)) return given;
+  const json card = load_card(model);
+  return card.contains("temperature") && card["temperature"].is_number() ? card["temperature"].get<double>()
+                                                                         : ScoreOptions().temperature();
+}
+
 }  // namespace ebm

@@ -101,6 +101,26 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& m, const torch::Tensor& 
   throw UsageError("unknown EBM denoise method '" + m + "'");
 }
 
+std::string default_restore_model(const std::string& data) {
+  return data == "mnist" ? "models/mnist-dsm-wide" : "models/fmnist-dsm";
+}
+
+std::string denoise_solver(const DenoiseOptions& o) {
+  const std::string& s = o.solver();
+  if (s == "auto") return o.sigma() > 0 ? "tweedie" : "gd";
+  if (s == "gd") return s;
+  if (s == "tweedie" || s == "map") {
+    if (!(o.sigma() > 0)) throw UsageError("solver " + s + " needs the noise level sigma > 0");
+    return s;
+  }
+  throw UsageError("unknown denoising solver '" + s + "' (use auto, gd, tweedie or map)");
+}
+
+torch::Tensor denoise_solve(Energy& e, const torch::Tensor& y, const DenoiseOptions& o) {
+  const std::string s = denoise_solver(o);
+  return s == "gd" ? denoise(e, y, o) : ebm_denoise(e, s, y, o.sigma(), o.seed());
+}
+
 double card_sigma_max(const Energy& e, double fallback) {
   const auto it = e.card().find("options");
   if (it == e.card().end() || !it->is_object() || !it->contains("dsm_sigmas")) return fallback;

@@ -240,9 +240,19 @@ nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
     if (a.value("type", "") == "conv-classifier" && !a.contains("num_classes")) a["num_classes"] = num_classes;
     return a;
   }
-  if (is_classifier_task(o.task()))
-    return {{"type", "conv-classifier"}, {"width", 32}, {"num_classes", num_classes}};
-  return {{"type", "conv-ebm"}, {"width", 32}};
+  if (o.width() <= 0) throw UsageError("--width must be > 0, got " + std::to_string(o.width()));
+  const std::string type = !o.arch_type().empty()           ? o.arch_type()
+                           : is_classifier_task(o.task()) ? "conv-classifier"
+                                                            : "conv-ebm";
+  if (type != "conv-classifier" && type != "conv-ebm")
+    throw UsageError("--arch must be conv-ebm or conv-classifier, got '" + type + "'");
+  nlohmann::json a{{"type", type}, {"width", o.width()}};
+  if (type == "conv-classifier") a["num_classes"] = num_classes;
+  if (!o.activation().empty()) {
+    if (type != "conv-classifier") throw UsageError("--activation applies to conv-classifier only");
+    a["activation"] = o.activation();
+  }
+  return a;
 }
 
 void validate(const TrainOptions& o) {

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "ebm/core/common.h"
+#include "ebm/core/langevin.h"
 #include "ebm/core/fs.h"
 #include "ebm/io/progress.h"
 
@@ -38,6 +39,57 @@ void add_common(CLI::App* sub, Common& c, bool with_json) {
   sub->add_option("--seed", c.seed, "Random seed; same seed + thread count = same result")->capture_default_str();
   sub->add_flag("--quiet,-q", c.quiet, "No progress output on stderr");
   if (with_json) sub->add_option("--json", c.json_out, "Write the JSON report to FILE ('-' = stdout)");
+}
+
+namespace {
+// The sampler's flags and the card/report keys they set, in one table.
+struct LangevinFlag {
+  const char* flag;  // after the prefix
+  const char* key;
+};
+constexpr LangevinFlag kLangevinFlags[] = {{"steps", "steps"},           {"step-size", "step_size"},
+                                           {"noise", "noise"},           {"grad-clip", "grad_clip"},
+                                           {"step-schedule", "step_schedule"}, {"noise-schedule", "noise_schedule"}};
+
+}  // namespace
+
+CLI::Option* add_schedule_flag(CLI::App* sub, const std::string& flag, Schedule& target, const std::string& help) {
+  return sub
+      ->add_option_function<std::string>(
+          flag,
+          [flag, &target](const std::string& spec) {
+            try {
+              target = Schedule::parse(spec);
+            } catch (const UsageError& e) {
+              throw CLI::ValidationError(flag, e.what());
+            }
+          },
+          help)
+      ->default_str(target.str());
+}
+
+void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& prefix, const std::string& group) {
+  const std::string p = "--" + prefix;
+  std::vector<CLI::Option*> opts{
+      sub->add_option(p + "steps", o.steps(), "Langevin steps")->capture_default_str()->check(CLI::NonNegativeNumber),
+      sub->add_option(p + "step-size", o.step_size(), "Gradient step size")->capture_default_str()->check(CLI::NonNegativeNumber),
+      sub->add_option(p + "noise", o.noise(), "Noise std per step (separate from the step size)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber),
+      sub->add_option(p + "grad-clip", o.grad_clip(), "Cap on |grad E| per pixel per step (0 = off)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber),
+      add_schedule_flag(sub, p + "step-schedule", o.step_schedule(), "constant | linear:F | cosine:F | geometric:F"),
+      add_schedule_flag(sub, p + "noise-schedule", o.noise_schedule(), "Same forms as the step schedule")};
+  if (!group.empty())
+    for (auto* opt : opts) opt->group(group);
+}
+
+std::set<std::string> given_langevin_keys(const CLI::App* sub, const std::string& prefix) {
+  std::set<std::string> given;
+  for (const auto& f : kLangevinFlags)
+    if (sub->count("--" + prefix + f.flag) > 0) given.insert(f.key);
+  return given;
 }
 
 void apply_common(const Common& c) {

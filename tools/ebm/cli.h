@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <set>
 #include <string>
 
 #include "ebm/core/langevin.h"
@@ -36,30 +37,18 @@ void require(bool cond, const std::string& message);
 const std::string& command_line();
 void set_command_line(int argc, char** argv);
 
-/// Flags of the shared sampler, reused by every command that samples.
-struct SamplerFlags {
-  int64_t steps = 200;
-  double step_size = 10.0, noise = 0.005, grad_clip = 0.03;
-  std::string step_schedule = "constant", noise_schedule = "constant";
-  void add(CLI::App* sub) {
-    sub->add_option("--steps", steps, "Langevin steps")->capture_default_str();
-    sub->add_option("--step-size", step_size, "Gradient step size")->capture_default_str();
-    sub->add_option("--noise", noise, "Noise std per step (separate from step size)")->capture_default_str();
-    sub->add_option("--grad-clip", grad_clip, "Cap on |grad E| per pixel per step (0 = off)")->capture_default_str();
-    sub->add_option("--step-schedule", step_schedule, "constant | linear:F | cosine:F | geometric:F")->capture_default_str();
-    sub->add_option("--noise-schedule", noise_schedule, "Same forms as --step-schedule")->capture_default_str();
-  }
-  LangevinOptions options(uint64_t seed) const {
-    return LangevinOptions()
-        .steps(steps)
-        .step_size(step_size)
-        .noise(noise)
-        .grad_clip(grad_clip)
-        .step_schedule(Schedule::parse(step_schedule))
-        .noise_schedule(Schedule::parse(noise_schedule))
-        .seed(seed);
-  }
-};
+/// Bind the shared sampler's flags to `o`; the defaults shown are o's values,
+/// i.e. those of the library struct `o` belongs to. `prefix` names the flags:
+/// "" gives --steps, --step-size, --noise, --grad-clip, --step-schedule,
+/// --noise-schedule; "purify-" gives --purify-steps, ...
+void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& prefix = "",
+                        const std::string& group = "");
+/// A schedule flag ("constant", "geometric:0.1", ...) parsed into `target`;
+/// its default shown is target's.
+CLI::Option* add_schedule_flag(CLI::App* sub, const std::string& flag, Schedule& target, const std::string& help);
+/// The sampler keys ("steps", "step_size", ...) whose flags were given on the
+/// command line, for library functions that fill the others from a model card.
+std::set<std::string> given_langevin_keys(const CLI::App* sub, const std::string& prefix = "");
 
 /// Register every subcommand on `app` (the whole `ebm` CLI). Each parsed
 /// subcommand stores its action in `run`. Flags bind to library options

@@ -50,37 +50,26 @@ void add_data(CLI::App& app, Action& run) {
   });
 
   auto* exp = data->add_subcommand("export", "Write images of a dataset split to a tensor file (optionally noisy)");
-  static std::string name = "fashion-mnist", split = "test", out, labels_out;
-  static int64_t n = 16;
-  static double sigma = 0.0;
+  static ExportOptions o;
+  static std::string out, labels_out;
   static Common ec;
-  exp->add_option("--data", name, "Dataset name")->capture_default_str();
-  exp->add_option("--split", split, "train | fit | val | test")->capture_default_str();
-  exp->add_option("--n", n, "Number of images (first n of the split)")->capture_default_str()->check(CLI::PositiveNumber);
-  exp->add_option("--noise", sigma, "Add N(0, sigma^2) noise and clip to [0,1]")->capture_default_str();
+  exp->add_option("--data", o.data, "Dataset name")->capture_default_str();
+  exp->add_option("--split", o.split, "train | fit | val | test")->capture_default_str();
+  exp->add_option("--n", o.n, "Number of images (first n of the split)")->capture_default_str()->check(CLI::PositiveNumber);
+  exp->add_option("--noise", o.noise, "Add N(0, sigma^2) noise and clip to [0,1]")->capture_default_str()->check(CLI::NonNegativeNumber);
   exp->add_option("--out", out, "Output .npy/.idx/.png")->required();
   exp->add_option("--labels", labels_out, "Also write the labels (.npy/.idx, uint8)");
   add_common(exp, ec);
   exp->callback([&run] {
     run = [] {
       apply_common(ec);
-      DatasetOptions o;
-      o.split = split;
-      o.n = n;
       o.seed = ec.seed;
-      auto ds = load_dataset(name, o);
-      auto x = ds.images;
-      if (sigma > 0) {
-        auto gen = at::detail::createCPUGenerator(ec.seed);
-        x = (x + sigma * torch::randn(x.sizes(), gen)).clamp(0, 1);
-      }
-      write_tensor(out, x);
-      if (!labels_out.empty()) {
-        require(ds.labels.defined(), "dataset '" + name + "' has no labels");
-        write_tensor(labels_out, ds.labels.to(torch::kUInt8));
-      }
-      std::printf("wrote %lld images of %s/%s", (long long)x.size(0), name.c_str(), split.c_str());
-      if (sigma > 0) std::printf(" with noise sigma %g (clipped to [0,1])", sigma);
+      const Dataset ds = export_images(o);
+      if (!labels_out.empty() && !ds.labels.defined()) throw UsageError("dataset '" + o.data + "' has no labels");
+      write_tensor(out, ds.images);
+      if (!labels_out.empty()) write_tensor(labels_out, ds.labels.to(torch::kUInt8));
+      std::printf("wrote %lld images of %s/%s", (long long)ds.images.size(0), o.data.c_str(), o.split.c_str());
+      if (o.noise > 0) std::printf(" with noise sigma %g (clipped to [0,1])", o.noise);
       std::printf(" to %s\n", out.c_str());
       return 0;
     };

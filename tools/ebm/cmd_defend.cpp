@@ -2,6 +2,7 @@
 // Thin: parse, call the library (ebm/defend.h), report.
 #include <cstdio>
 #include <memory>
+#include <set>
 
 #include <torch/torch.h>
 
@@ -58,102 +59,94 @@ Examples:
 void add_eval(CLI::App* parent, Action& run) {
   auto* sub = parent->add_subcommand(
       "eval", "Attack test images; report clean and robust accuracy per purification length and threat model");
+  // Flags bind to DefendEvalOptions (and its PgdOptions, CwOptions and
+  // PurifyOptions), so every default shown is the library's.
   struct Flags {
-    std::string classifier = "models/mnist-clf", ebm = "models/mnist-purifier", plots;
-    std::string step_schedule, noise_schedule;
+    std::string plots;
     DefendEvalOptions o;
-    double attack_step_size = 0.01, step_size = -1, noise = -1, init_noise = -1, grad_clip = -1;
-    int64_t attack_steps = 40, restarts = 1, draws = -1;
     bool no_random_start = false, no_sanity = false;
-    double cw_confidence = 0, cw_c = 1, cw_lr = 0.05;
-    int64_t cw_search = 5, cw_steps = 100;
-    std::vector<int64_t> purify_steps{0, 10, 50, 100, 200};
-    std::string attack = "pgd", data = "mnist", split = "test";
-    double eps = 0.3, sanity_tol = 0.03;
-    int64_t n = 500, batch = 100, eot = 8, sanity_n = 100, sanity_steps = -1;
     Common c;
   };
   auto f = std::make_shared<Flags>();
-  sub->add_option("--classifier", f->classifier, "Classifier to attack (native folder or TorchScript)")->capture_default_str();
-  sub->add_option("--ebm", f->ebm, "Energy model of the purifier")->capture_default_str();
-  sub->add_option("--data", f->data, "Dataset to attack")->capture_default_str();
-  sub->add_option("--split", f->split, "test (report) | val (tune the purifier without touching test)")
+  auto& o = f->o;
+  sub->add_option("--classifier", o.classifier(), "Classifier to attack (native folder or TorchScript)")->capture_default_str();
+  sub->add_option("--ebm", o.purifier(), "Energy model of the purifier")->capture_default_str();
+  sub->add_option("--data", o.data(), "Dataset to attack")->capture_default_str();
+  sub->add_option("--split", o.split(), "test (report) | val (tune the purifier without touching test)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"test", "val"}));
+  sub->add_option("--attack", o.attack(), "fgsm | pgd | cw | bpda-eot")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fgsm", "pgd", "cw", "bpda-eot"}));
+  sub->add_option("--eps", o.eps(), "L-inf radius in [0,1] pixel units")->capture_default_str();
+  sub->add_option("--purify-steps", o.purify_steps(), "Purification lengths, comma-separated (0 = none)")
+      ->delimiter(',')
       ->capture_default_str();
-  sub->add_option("--attack", f->attack, "fgsm | pgd | cw | bpda-eot")->capture_default_str();
-  sub->add_option("--eps", f->eps, "L-inf radius in [0,1] pixel units")->capture_default_str();
-  sub->add_option("--purify-steps", f->purify_steps, "Purification lengths, comma-separated (0 = none)")
-      ->delimiter(',')->capture_default_str();
-  sub->add_option("--n", f->n, "Test images (the first n)")->capture_default_str();
-  sub->add_option("--batch", f->batch, "Images per attack batch")->capture_default_str();
-  auto* g = "Attack";
-  sub->add_option("--attack-steps", f->attack_steps, "PGD / BPDA steps")->capture_default_str()->group(g);
-  sub->add_option("--attack-step-size", f->attack_step_size, "PGD signed step")->capture_default_str()->group(g);
-  sub->add_option("--restarts", f->restarts, "PGD random restarts")->capture_default_str()->group(g);
+  sub->add_option("--n", o.n(), "Test images (the first n)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--batch", o.batch(), "Images per attack batch")->capture_default_str()->check(CLI::PositiveNumber);
+  const char* g = "Attack";
+  sub->add_option("--attack-steps", o.pgd().steps(), "PGD / BPDA steps")->capture_default_str()->group(g);
+  sub->add_option("--attack-step-size", o.pgd().step_size(), "PGD signed step")->capture_default_str()->group(g);
+  sub->add_option("--restarts", o.pgd().restarts(), "PGD random restarts")->capture_default_str()->group(g);
   sub->add_flag("--no-random-start", f->no_random_start, "PGD starts at the clean image")->group(g);
-  sub->add_option("--eot", f->eot, "EOT purification draws per BPDA gradient")->capture_default_str()->group(g);
-  sub->add_option("--cw-confidence", f->cw_confidence, "CW kappa")->capture_default_str()->group(g);
-  sub->add_option("--cw-c", f->cw_c, "CW initial constant c")->capture_default_str()->group(g);
-  sub->add_option("--cw-search", f->cw_search, "CW binary-search rounds over c")->capture_default_str()->group(g);
-  sub->add_option("--cw-steps", f->cw_steps, "CW Adam steps per round")->capture_default_str()->group(g);
-  sub->add_option("--cw-lr", f->cw_lr, "CW Adam learning rate")->capture_default_str()->group(g);
-  const PurifyOptions pd;
-  auto* gp = "Purifier (default: the --ebm card's \"purify\" entry, else the value shown)";
-  sub->add_option("--purify-step-size", f->step_size, "Langevin step size [" + std::to_string(pd.step_size()) + "]")->group(gp);
-  sub->add_option("--purify-noise", f->noise, "Langevin noise std per step [" + std::to_string(pd.noise()) + "]")->group(gp);
-  sub->add_option("--init-noise", f->init_noise, "Gaussian noise std added before the chain [" + std::to_string(pd.init_noise()) + "]")->group(gp);
-  sub->add_option("--purify-step-schedule", f->step_schedule, "constant | linear:F | cosine:F | geometric:F [constant]")->group(gp);
-  sub->add_option("--purify-noise-schedule", f->noise_schedule, "Same forms [constant]")->group(gp);
-  sub->add_option("--purify-grad-clip", f->grad_clip, "Cap on |grad E| (0 = off) [0]")->group(gp);
-  sub->add_option("--draws", f->draws, "Purification draws whose logits are averaged [1]")->group(gp);
-  auto* gs = "Sanity checks";
+  sub->add_option("--eot", o.eot(), "EOT purification draws per BPDA gradient")->capture_default_str()->group(g);
+  sub->add_option("--cw-confidence", o.cw().confidence(), "CW kappa")->capture_default_str()->group(g);
+  sub->add_option("--cw-c", o.cw().c(), "CW initial constant c")->capture_default_str()->group(g);
+  sub->add_option("--cw-search", o.cw().binary_search_steps(), "CW binary-search rounds over c")->capture_default_str()->group(g);
+  sub->add_option("--cw-steps", o.cw().steps(), "CW Adam steps per round")->capture_default_str()->group(g);
+  sub->add_option("--cw-lr", o.cw().lr(), "CW Adam learning rate")->capture_default_str()->group(g);
+  // Purifier: flags given > the --ebm card's "purify" entry > PurifyOptions defaults.
+  const char* gp = "Purifier (defaults: the --ebm card's \"purify\" entry, else these)";
+  auto& p = o.purify();
+  sub->add_option("--purify-step-size", p.step_size(), "Langevin step size")->capture_default_str()->group(gp);
+  sub->add_option("--purify-noise", p.noise(), "Langevin noise std per step")->capture_default_str()->group(gp);
+  sub->add_option("--init-noise", p.init_noise(), "Gaussian noise std added before the chain")->capture_default_str()->group(gp);
+  add_schedule_flag(sub, "--purify-step-schedule", p.step_schedule(), "constant | linear:F | cosine:F | geometric:F")->group(gp);
+  add_schedule_flag(sub, "--purify-noise-schedule", p.noise_schedule(), "Same forms")->group(gp);
+  sub->add_option("--purify-grad-clip", p.grad_clip(), "Cap on |grad E| (0 = off)")->capture_default_str()->group(gp);
+  sub->add_option("--draws", p.draws(), "Purification draws whose logits are averaged")->capture_default_str()->group(gp);
+  const char* gs = "Sanity checks";
   sub->add_flag("--no-sanity", f->no_sanity, "Skip the gradient-masking sanity checks")->group(gs);
-  sub->add_option("--sanity-n", f->sanity_n, "Images used by the sanity checks")->capture_default_str()->group(gs);
-  sub->add_option("--sanity-steps", f->sanity_steps, "Purification length they use (-1 = the longest)")->capture_default_str()->group(gs);
-  sub->add_option("--sanity-tolerance", f->sanity_tol, "Allowed accuracy rise for purified threats")->capture_default_str()->group(gs);
+  sub->add_option("--sanity-n", o.sanity_n(), "Images used by the sanity checks")->capture_default_str()->group(gs);
+  sub->add_option("--sanity-steps", o.sanity_steps(), "Purification length they use (-1 = the longest)")->capture_default_str()->group(gs);
+  sub->add_option("--sanity-tolerance", o.sanity_tolerance(), "Allowed accuracy rise for purified threats")->capture_default_str()->group(gs);
   sub->add_option("--plots", f->plots, "Write the accuracy-vs-purify-steps curve as DIR/defend-<attack>.png");
   add_common(sub, f->c, true);
   sub->footer(kDefendFooter);
-  sub->callback([&run, f] {
-    run = [f] {
+  sub->callback([&run, f, sub] {
+    run = [f, sub] {
       apply_common(f->c);
-      auto clf = load_model(f->classifier);
-      auto ebm = load_model(f->ebm);
+      auto clf = load_model(f->o.classifier());
+      auto ebm = load_model(f->o.purifier());
       if (clf->num_classes() <= 0)
-        throw UsageError("--classifier '" + f->classifier + "' is not a classifier (it has no logits)");
-      // Purifier: flags > the --ebm card's "purify" entry > PurifyOptions defaults.
-      const json card = load_card(f->ebm);
-      PurifyOptions p = purify_options_from_card(card);
-      if (f->step_size >= 0) p.step_size(f->step_size);
-      if (f->noise >= 0) p.noise(f->noise);
-      if (f->init_noise >= 0) p.init_noise(f->init_noise);
-      if (f->grad_clip >= 0) p.grad_clip(f->grad_clip);
-      if (f->draws >= 0) p.draws(f->draws);
-      if (!f->step_schedule.empty()) p.step_schedule(Schedule::parse(f->step_schedule));
-      if (!f->noise_schedule.empty()) p.noise_schedule(Schedule::parse(f->noise_schedule));
-      auto o = DefendEvalOptions()
-                   .data(f->data).split(f->split).n(f->n).batch(f->batch).attack(f->attack).eps(f->eps)
-                   .pgd(PgdOptions().steps(f->attack_steps).step_size(f->attack_step_size)
-                            .random_start(!f->no_random_start).restarts(f->restarts))
-                   .cw(CwOptions().confidence(f->cw_confidence).c(f->cw_c).binary_search_steps(f->cw_search)
-                           .steps(f->cw_steps).lr(f->cw_lr))
-                   .eot(f->eot).purify(p).purify_steps(f->purify_steps)
-                   .sanity(!f->no_sanity).sanity_n(f->sanity_n).sanity_steps(f->sanity_steps)
-                   .sanity_tolerance(f->sanity_tol).seed(f->c.seed).progress(!f->c.quiet);
+        throw UsageError("--classifier '" + f->o.classifier() + "' is not a classifier (it has no logits)");
+      // Purifier: flags given > the --ebm card's "purify" entry > PurifyOptions defaults.
+      static const std::pair<const char*, const char*> kPurifyFlags[] = {
+          {"--purify-step-size", "step_size"}, {"--purify-noise", "noise"},          {"--init-noise", "init_noise"},
+          {"--purify-grad-clip", "grad_clip"}, {"--draws", "draws"},                 {"--purify-step-schedule", "step_schedule"},
+          {"--purify-noise-schedule", "noise_schedule"}};
+      std::set<std::string> given;
+      for (const auto& [flag, key] : kPurifyFlags)
+        if (sub->count(flag) > 0) given.insert(key);
+      auto& o = f->o;
+      o.purify(purify_options_from_card(load_card(f->o.purifier()), o.purify(), given));
+      o.pgd().random_start(!f->no_random_start);
+      o.sanity(!f->no_sanity).seed(f->c.seed).progress(!f->c.quiet);
       check_defend_options(o);  // before the (slow) work, so typos fail fast
       json rep = defend_eval(*clf, *ebm, o);
-      rep["classifier"] = f->classifier;
-      rep["ebm"] = f->ebm;
+      rep["classifier"] = f->o.classifier();
+      rep["ebm"] = f->o.purifier();
       rep["command"] = command_line();
       if (!f->plots.empty()) {
         make_dirs(f->plots);
-        const std::string path = f->plots + "/defend-" + f->attack + ".png";
+        const std::string path = f->plots + "/defend-" + o.attack() + ".png";
         write_defend_plot(rep, path);
         std::fprintf(stderr, "wrote %s\n", path.c_str());
       }
       write_json(f->c.json_out, rep);
       std::FILE* to = f->c.json_out == "-" ? stderr : stdout;
-      std::fprintf(to, "%s, attack %s%s, n = %lld, clean accuracy %.4f\n", f->data.c_str(), f->attack.c_str(),
-                   f->attack == "cw" ? "" : (" eps " + std::to_string(f->eps).substr(0, 5)).c_str(),
+      std::fprintf(to, "%s, attack %s%s, n = %lld, clean accuracy %.4f\n", o.data().c_str(), o.attack().c_str(),
+                   o.attack() == "cw" ? "" : (" eps " + std::to_string(o.eps()).substr(0, 5)).c_str(),
                    (long long)rep["n"].get<int64_t>(), rep["clean_accuracy"].get<double>());
       std::fprintf(to, "%-11s %-9s %12s %15s %16s\n", "threat", "attack", "purify_steps", "clean_accuracy", "robust_accuracy");
       for (const auto& r : rep["results"])

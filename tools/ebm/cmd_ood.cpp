@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "cli.h"
+#include "ebm/core/ensemble.h"
 #include "ebm/core/fs.h"
 #include "ebm/io/data.h"
 #include "ebm/ood/ensemble.h"
@@ -33,37 +34,27 @@ const char* kScoreHelp =
     "  all        every score that applies to the model, side by side\n"
     "  (free-energy is accepted as another name of energy for classifiers)\n";
 
-// The model card's default score ("energy" when the card names none).
-std::string default_score(const std::string& model) { return load_card(model).value("default_score", "energy"); }
-// The temperature: the flag when given, else the card's, else 1.
-double pick_temperature(double flag, const std::string& model) {
-  if (!std::isnan(flag)) return flag;
-  const json card = load_card(model);
-  return card.contains("temperature") && card["temperature"].is_number() ? card["temperature"].get<double>() : 1.0;
-}
-
 void add_eval(CLI::App* ood, Action& run) {
   auto* sub = ood->add_subcommand(
       "eval",
       "Evaluate OOD detection: score the in-distribution TEST split and each OOD set,\n"
       "print AUROC, AUPR-In, AUPR-Out, FPR95 and n per OOD set plus a mean row.");
-  static std::string model, in, score, md, csv, plots, scores_out;
-  static std::vector<std::string> oods;
-  static double temperature = std::nan("");
-  static int64_t n_in = -1, n_ood = -1, batch = 256, bootstrap = 0;
+  static std::string model, score, md, csv, plots, scores_out;
+  static OodEvalOptions o;
+  static double temperature = std::nan("");  // NaN = the card's (card_temperature)
   static Common c;
   sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
-  sub->add_option("--in", in, "In-distribution dataset; its test split is used (never train/val)")->required();
-  sub->add_option("--ood", oods, "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
+  sub->add_option("--in", o.in(), "In-distribution dataset; its test split is used (never train/val)")->required();
+  sub->add_option("--ood", o.ood(), "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
       ->required()
       ->delimiter(',');
   sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined | all, or a comma list (default: the model card's default_score, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--n-in", n_in, "At most N in-distribution test images (-1 = all)")->capture_default_str();
-  sub->add_option("--n-ood", n_ood, "At most N images per OOD set (-1 = all; synthetic sets: 2000)")->capture_default_str();
-  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--bootstrap", bootstrap, "Bootstrap resamples for 95% confidence intervals (0 = none)")
+  sub->add_option("--n-in", o.n_in(), "At most N in-distribution test images (-1 = all)")->capture_default_str();
+  sub->add_option("--n-ood", o.n_ood(), "At most N images per OOD set (-1 = all; synthetic sets: 2000)")->capture_default_str();
+  sub->add_option("--batch", o.batch(), "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--bootstrap", o.bootstrap(), "Bootstrap resamples for 95% confidence intervals (0 = none)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--markdown", md, "Also write the table(s) as Markdown");
@@ -92,18 +83,8 @@ void add_eval(CLI::App* ood, Action& run) {
     run = [] {
       apply_common(c);
       auto e = load_model(model);
-      const std::string spec = score.empty() ? default_score(model) : score;
-      auto o = OodEvalOptions()
-                   .in(in)
-                   .ood(oods)
-                   .scores(parse_scores(spec, *e))
-                   .temperature(pick_temperature(temperature, model))
-                   .n_in(n_in)
-                   .n_ood(n_ood)
-                   .seed(c.seed)
-                   .batch(batch)
-                   .bootstrap(bootstrap)
-                   .progress(!c.quiet);
+      const std::string spec = score.empty() ? card_default_score(model) : score;
+      o.scores(parse_scores(spec, *e)).temperature(card_temperature(model, temperature)).seed(c.seed).progress(!c.quiet);
       const auto reports = evaluate_ood(*e, o);
       json j = reports_json(reports);
       j["model"] = model;
@@ -132,21 +113,21 @@ void add_calibrate(CLI::App* ood, Action& run) {
       "calibrate",
       "Fit a decision threshold on the in-distribution VALIDATION split (held out from\n"
       "training; never the test split) and save a detector for `ebm ood predict`.");
-  static std::string model, in, out, score;
-  static double percentile = 95.0, temperature = std::nan("");
-  static int64_t n = -1, batch = 256;
+  static std::string model, out, score;
+  static CalibrateOptions o;
+  static double temperature = std::nan("");  // NaN = the card's (card_temperature)
   static Common c;
   sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
-  sub->add_option("--in", in, "In-distribution dataset: its validation split is scored (a file path is used whole)")->required();
-  sub->add_option("--percentile", percentile, "Share (%) of validation images accepted as in-distribution")
+  sub->add_option("--in", o.in(), "In-distribution dataset: its validation split is scored (a file path is used whole)")->required();
+  sub->add_option("--percentile", o.percentile(), "Share (%) of validation images accepted as in-distribution")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--out", out, "Detector JSON to write")->required();
   sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined (default: the card's default_score, its first if several, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--n", n, "At most N validation images (-1 = all)")->capture_default_str();
-  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--n", o.n(), "At most N validation images (-1 = all)")->capture_default_str();
+  sub->add_option("--batch", o.batch(), "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   add_common(sub, c);
   sub->footer(std::string(kScoreHelp) +
               "\nThe threshold t is the k-th smallest of the n sorted validation scores, k = ceil(p/100*n):\n"
@@ -161,15 +142,8 @@ void add_calibrate(CLI::App* ood, Action& run) {
     run = [] {
       apply_common(c);
       // Without --score: the card's default score (the first one, if it names several or "all").
-      const std::string s = !score.empty() ? score : parse_scores(default_score(model), *load_model(model)).front();
-      auto o = CalibrateOptions()
-                   .in(in)
-                   .score(s)
-                   .temperature(pick_temperature(temperature, model))
-                   .percentile(percentile)
-                   .n(n)
-                   .batch(batch)
-                   .progress(!c.quiet);
+      const std::string s = !score.empty() ? score : parse_scores(card_default_score(model), *load_model(model)).front();
+      o.score(s).temperature(card_temperature(model, temperature)).progress(!c.quiet);
       Detector d = calibrate_model(model, o);
       json j = d.to_json();
       j["command"] = command_line();
@@ -190,7 +164,7 @@ void add_predict(CLI::App* ood, Action& run) {
       "Flag images as OOD with a calibrated detector. Prints one JSON line per image:\n"
       "{\"index\",\"energy\",\"ood\",\"p_value\",\"score\"}; \"energy\" is the value of the detector's score.");
   static std::string detector, input, model;
-  static int64_t batch = 256;
+  static int64_t batch = kScoringBatch;
   static Common c;
   sub->add_option("--detector", detector, "Detector JSON from `ebm ood calibrate`")->required()->check(CLI::ExistingFile);
   sub->add_option("--input", input, "Images (.idx/.npy/.png), pixels in [0,1] (uint8 files are divided by 255)")
@@ -237,20 +211,18 @@ void add_ensemble(CLI::App* ood, Action& run) {
       "Build an ensemble model: the sum of member energies, each standardised on the\n"
       "in-distribution VALIDATION split (never test, never OOD data). The result is a model\n"
       "folder like any other (ood eval/calibrate/predict, denoise, ...).");
-  static std::string in, out, split = "val", score = "energy", purpose;
-  static std::vector<std::string> members;
-  static std::vector<double> weights;
-  static int64_t n = -1, batch = 256;
+  static std::string out, purpose;
+  static EnsembleOptions o;
   static Common c;
-  sub->add_option("--members", members, "Member models, comma-separated (native folders or TorchScript files)")
+  sub->add_option("--members", o.members(), "Member models, comma-separated (native folders or TorchScript files)")
       ->required()
       ->delimiter(',');
-  sub->add_option("--weights", weights, "One weight per member, comma-separated (default: all 1)")->delimiter(',');
-  sub->add_option("--in", in, "In-distribution dataset whose split fits the standardisation")->required();
-  sub->add_option("--split", split, "val | fit (never test)")->capture_default_str();
-  sub->add_option("--n", n, "At most N images of the split (-1 = all)")->capture_default_str();
-  sub->add_option("--batch", batch, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--default-score", score, "The score `ood eval` uses for this model when --score is omitted")
+  sub->add_option("--weights", o.weights(), "One weight per member, comma-separated (default: all 1)")->delimiter(',');
+  sub->add_option("--in", o.data(), "In-distribution dataset whose split fits the standardisation")->required();
+  sub->add_option("--split", o.split(), "val | fit (never test)")->capture_default_str()->check(CLI::IsMember({"val", "fit"}));
+  sub->add_option("--n", o.n(), "At most N images of the split (-1 = all)")->capture_default_str();
+  sub->add_option("--batch", o.batch(), "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--default-score", o.default_score(), "The score `ood eval` uses for this model when --score is omitted")
       ->capture_default_str();
   sub->add_option("--purpose", purpose, "A sentence for the card saying what the model is for");
   sub->add_option("--out", out, "Model folder to write (card.json only; members are referenced, not copied)")
@@ -266,19 +238,18 @@ void add_ensemble(CLI::App* ood, Action& run) {
   sub->callback([&run] {
     run = [] {
       apply_common(c);
-      auto o = EnsembleOptions().members(members).weights(weights).data(in).split(split).n(n).batch(batch);
       json card = fit_ensemble(o, out);
-      card["default_score"] = score;
+      card["default_score"] = o.default_score();
       if (!purpose.empty()) card["purpose"] = purpose;
       card["command"] = command_line();
       // Build it from the card first, so that a bad default score fails before anything is written.
-      check_score(canonical_score(score), *load_ensemble(out, card));
+      check_score(canonical_score(o.default_score()), *load_ensemble(out, card));
       save_ensemble(out, card);
       for (const auto& m : card["members"])
         std::printf("%-28s weight %g  shift %.6g  scale %.6g\n", m["model"].get<std::string>().c_str(),
                     m["weight"].get<double>(), m["shift"].get<double>(), m["scale"].get<double>());
       std::printf("ensemble of %zu member(s), standardised on %s/%s (n = %lld) -> %s\n", card["members"].size(),
-                  in.c_str(), split.c_str(), (long long)card["fit"]["n"].get<int64_t>(), out.c_str());
+                  o.data().c_str(), o.split().c_str(), (long long)card["fit"]["n"].get<int64_t>(), out.c_str());
       return 0;
     };
   });

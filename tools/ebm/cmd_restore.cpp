@@ -58,7 +58,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
     run = [f, is_inpaint] {
       apply_common(f->c);
       auto& o = f->o;
-      if (f->model.empty()) f->model = o.data() == "mnist" ? "models/mnist-dsm-wide" : "models/fmnist-dsm";
+      if (f->model.empty()) f->model = default_restore_model(o.data());
       auto e = load_model(f->model);
       o.baselines(!f->no_baselines).seed(f->c.seed);
       json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
@@ -98,41 +98,33 @@ void add_denoise(CLI::App& app, Action& run) {
       "            `ebm denoise eval` it gave both the highest PSNR and the lowest cost of\n"
       "            the EBM solvers (README, Shipped models and measured results).\n\n"
       "Example: ebm denoise --model models/fmnist-dsm --input noisy.npy --sigma 0.2 --out clean.png");
-  static std::string model, input, out, schedule = "fixed", solver = "auto";
-  static double sigma = 0.0;
+  static std::string model, input, out;
   static DenoiseOptions o;
-  static int64_t steps = 100;
-  static double step_size = 0.01, data_weight = 10.0, noise = 0.0;
   static Common c;
   sub->add_option("--model", model, "Native model folder or TorchScript file (required)");
   sub->add_option("--input", input, "Noisy images (.idx/.npy/.png), pixels in [0,1] (required)")->check(CLI::ExistingFile);
   sub->add_option("--out", out, "Output file (.idx/.npy/.png) (required)");
   auto* eval = add_restore_eval(sub, run, /*inpaint=*/false);
-  sub->add_option("--solver", solver, "auto | gd | tweedie | map")->capture_default_str()->check(CLI::IsMember({"auto", "gd", "tweedie", "map"}));
-  sub->add_option("--sigma", sigma, "Noise std of the input, when known (enables tweedie/map)")->capture_default_str();
-  sub->add_option("--schedule", schedule, "fixed | progressive")->capture_default_str()->check(CLI::IsMember({"fixed", "progressive"}));
-  sub->add_option("--steps", steps, "Steps (fixed schedule)")->capture_default_str();
-  sub->add_option("--step-size", step_size, "Gradient step size")->capture_default_str();
-  sub->add_option("--data-weight", data_weight, "lambda of the fidelity term (fixed schedule)")->capture_default_str();
-  sub->add_option("--noise", noise, "Langevin noise std (0 = plain gradient descent)")->capture_default_str();
+  sub->add_option("--solver", o.solver(), "auto | gd | tweedie | map")->capture_default_str()->check(CLI::IsMember({"auto", "gd", "tweedie", "map"}));
+  sub->add_option("--sigma", o.sigma(), "Noise std of the input, when known (enables tweedie/map)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--schedule", o.schedule(), "fixed | progressive")->capture_default_str()->check(CLI::IsMember({"fixed", "progressive"}));
+  sub->add_option("--steps", o.steps(), "Steps (fixed schedule)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--step-size", o.step_size(), "Gradient step size")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--data-weight", o.data_weight(), "lambda of the fidelity term (fixed schedule)")->capture_default_str();
+  sub->add_option("--noise", o.noise(), "Langevin noise std (0 = plain gradient descent)")->capture_default_str()->check(CLI::NonNegativeNumber);
   add_common(sub, c);
   sub->callback([&run, eval] {
     if (eval->parsed()) return;
     require(!model.empty() && !input.empty() && !out.empty(), "denoise needs --model, --input and --out (or: ebm denoise eval --help)");
     run = [] {
       apply_common(c);
+      o.seed(c.seed);
+      const std::string solver = denoise_solver(o);
       auto e = load_model(model);
       auto y = read_images(input);
-      const std::string s = solver == "auto" ? (sigma > 0 ? "tweedie" : "gd") : solver;
-      torch::Tensor x;
-      if (s == "gd") {
-        o.schedule(schedule).steps(steps).step_size(step_size).data_weight(data_weight).noise(noise).seed(c.seed);
-        x = denoise(*e, y, o);
-      } else {
-        x = ebm_denoise(*e, s, y, sigma, c.seed);
-      }
+      const auto x = denoise_solve(*e, y, o);
       write_tensor(out, x);
-      std::printf("denoised %lld image(s) with %s -> %s\n", (long long)x.size(0), s.c_str(), out.c_str());
+      std::printf("denoised %lld image(s) with %s -> %s\n", (long long)x.size(0), solver.c_str(), out.c_str());
       return 0;
     };
   });
@@ -142,20 +134,18 @@ void add_inpaint(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand(
       "inpaint",
       "Fill missing pixels by Langevin on the energy; known pixels stay exactly as given.");
-  static std::string model, input, out, mask = "center:14";
+  static std::string model, input, out;
   static InpaintOptions o;
-  static int64_t steps = 200, chains = 1;
-  static double step_size = 0.01, noise = 0.005;
   static Common c;
   sub->add_option("--model", model, "Native model folder or TorchScript file (required)");
   sub->add_option("--input", input, "Images (.idx/.npy/.png), pixels in [0,1] (required)")->check(CLI::ExistingFile);
-  sub->add_option("--mask", mask, "center:K | random:P | half | mask file (nonzero = missing)")->capture_default_str();
+  sub->add_option("--mask", o.mask(), "center:K | random:P | half | mask file (nonzero = missing)")->capture_default_str();
   sub->add_option("--out", out, "Output file (.idx/.npy/.png) (required)");
   auto* eval = add_restore_eval(sub, run, /*inpaint=*/true);
-  sub->add_option("--steps", steps, "Langevin steps")->capture_default_str();
-  sub->add_option("--step-size", step_size, "Gradient step size")->capture_default_str();
-  sub->add_option("--noise", noise, "Noise std per step")->capture_default_str();
-  sub->add_option("--chains", chains, "Chains per image; lowest final energy wins")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--steps", o.steps(), "Langevin steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--step-size", o.step_size(), "Gradient step size")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--noise", o.noise(), "Noise std per step")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("--chains", o.chains(), "Chains per image; lowest final energy wins")->capture_default_str()->check(CLI::PositiveNumber);
   add_common(sub, c);
   sub->callback([&run, eval] {
     if (eval->parsed()) return;
@@ -164,11 +154,10 @@ void add_inpaint(CLI::App& app, Action& run) {
       apply_common(c);
       auto e = load_model(model);
       auto img = read_images(input);
-      auto known = make_mask(mask, img.size(0), img.size(2), img.size(3), c.seed);
-      o.steps(steps).step_size(step_size).noise(noise).chains(chains).seed(c.seed);
-      auto x = inpaint(*e, img, known, o);
+      auto known = make_mask(o.mask(), img.size(0), img.size(2), img.size(3), c.seed);
+      auto x = inpaint(*e, img, known, o.seed(c.seed));
       write_tensor(out, x);
-      std::printf("inpainted %lld image(s) (mask %s) -> %s\n", (long long)x.size(0), mask.c_str(), out.c_str());
+      std::printf("inpainted %lld image(s) (mask %s) -> %s\n", (long long)x.size(0), o.mask().c_str(), out.c_str());
       return 0;
     };
   });

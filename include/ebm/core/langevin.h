@@ -36,6 +36,8 @@ struct Schedule {
   double factor(int64_t t, int64_t total) const;
   /// Parse "constant", "linear:0.1", "cosine:0.01", "geometric:0.1"; UsageError otherwise.
   static Schedule parse(const std::string& spec);
+  /// The spec parse() reads back: "constant", "geometric:0.1", ...
+  std::string str() const;
 };
 
 struct LangevinOptions {

@@ -32,6 +32,10 @@
 namespace ebm {
 
 struct DefendEvalOptions {
+  /// The shipped models `ebm defend eval` loads when none are named: the
+  /// classifier under attack and the energy model of the purifier.
+  TORCH_ARG(std::string, classifier) = "models/mnist-clf";
+  TORCH_ARG(std::string, purifier) = "models/mnist-purifier";
   /// Dataset; its TEST split is attacked by default.
   TORCH_ARG(std::string, data) = "mnist";
   /// "test" for reported figures; "val" (held out from training, disjoint from

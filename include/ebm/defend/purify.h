@@ -13,6 +13,8 @@
 // that the "0 steps" point of a curve is the undefended classifier.
 #pragma once
 
+#include <set>
+
 #include <torch/arg.h>
 #include <torch/types.h>
 
@@ -49,7 +51,10 @@ void check_purify_options(const PurifyOptions& o);
 /// one: {"steps","step_size","noise","init_noise","grad_clip","draws",
 /// "step_schedule","noise_schedule"} (each optional). Throws DataError on a
 /// malformed entry.
-PurifyOptions purify_options_from_card(const nlohmann::json& card);
+/// `base` with the card's "purify" entry applied, except the keys in `given`
+/// (settings the caller fixed, e.g. from flags). DataError on a malformed entry.
+PurifyOptions purify_options_from_card(const nlohmann::json& card, PurifyOptions base = {},
+                                       const std::set<std::string>& given = {});
 /// {"step_size","noise","init_noise","step_schedule","noise_schedule","grad_clip","draws"}
 /// (steps are per-call, so not included), as reports and cards record them.
 nlohmann::json purify_options_json(const PurifyOptions& p);

@@ -58,6 +58,20 @@ struct DatasetOptions {
 /// unknown name and DataError when the files are missing or malformed.
 Dataset load_dataset(const std::string& name, const DatasetOptions& opts = {});
 
+/// What `ebm data export` writes: the first n images of a split, optionally
+/// with Gaussian noise (then clipped to [0,1]), e.g. inputs for `ebm denoise`.
+struct ExportOptions {
+  std::string data = "fashion-mnist";
+  std::string split = "test";
+  int64_t n = 16;
+  /// Std of the added noise (0 = clean images).
+  double noise = 0.0;
+  /// Seed of the noise (and of synthetic sets).
+  uint64_t seed = 0;
+};
+/// The exported images [n,1,H,W] and labels [n] (undefined for unlabelled sets).
+Dataset export_images(const ExportOptions& o);
+
 /// Sorted indices (int64) of a stratified, deterministic holdout of `labels` [N]:
 /// items are grouped by class (stable order within a class) and every k-th item
 /// of that sequence is taken, so each class gets floor or ceil of n_c/k items and

@@ -45,7 +45,9 @@ struct EnsembleOptions {
   /// At most n images of the split (-1 = all).
   TORCH_ARG(int64_t, n) = -1;
   /// Images per forward pass.
-  TORCH_ARG(int64_t, batch) = 256;
+  TORCH_ARG(int64_t, batch) = kScoringBatch;
+  /// The score `ood eval` uses for the ensemble when none is named (its card's "default_score").
+  TORCH_ARG(std::string, default_score) = "energy";
   /// Data directory ("" = ebm::data_dir()).
   TORCH_ARG(std::string, root) = "";
 };

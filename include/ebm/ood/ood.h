@@ -98,7 +98,7 @@ struct ScoreOptions {
   /// T of the classifier free energy -T*logsumexp(logits/T) ("energy", "grad-norm"). T > 0.
   TORCH_ARG(double, temperature) = 1.0;
   /// Images per forward pass.
-  TORCH_ARG(int64_t, batch) = 256;
+  TORCH_ARG(int64_t, batch) = kScoringBatch;
   /// Needed by "combined" only (a UsageError when it is not fitted).
   TORCH_ARG(CombinedStats, combined) = {};
 };
@@ -131,6 +131,12 @@ torch::Tensor ood_score(Energy& e, const torch::Tensor& x, const std::string& sc
 
 // ---------------------------------------------------------------- evaluation
 
+/// The model card's "default_score" ("energy" when the card names none).
+std::string card_default_score(const std::string& model);
+/// T of the classifier free energy: `given` unless NaN, else the card's
+/// "temperature", else ScoreOptions' default (1).
+double card_temperature(const std::string& model, double given = std::nan(""));
+
 struct OodEvalOptions {
   /// In-distribution dataset; its test split is used.
   TORCH_ARG(std::string, in) = "fashion-mnist";
@@ -138,14 +144,14 @@ struct OodEvalOptions {
   TORCH_ARG(std::vector<std::string>, ood) = {};
   /// Score names (see parse_scores); one report per score.
   TORCH_ARG(std::vector<std::string>, scores) = std::vector<std::string>{"energy"};
-  TORCH_ARG(double, temperature) = 1.0;
+  TORCH_ARG(double, temperature) = ScoreOptions().temperature();
   /// At most this many in-distribution test images (first n of the split); -1 = all.
   TORCH_ARG(int64_t, n_in) = -1;
   /// At most this many images per OOD set; -1 = all (synthetic sets: 2000).
   TORCH_ARG(int64_t, n_ood) = -1;
   /// Seed of the synthetic OOD sets and of the bootstrap.
   TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(int64_t, batch) = 256;
+  TORCH_ARG(int64_t, batch) = kScoringBatch;
   /// Bootstrap resamples for 95% intervals of every metric; 0 = none.
   TORCH_ARG(int64_t, bootstrap) = 0;
   /// Data directory; empty = data_dir().
@@ -219,12 +225,12 @@ struct CalibrateOptions {
   TORCH_ARG(std::string, in) = "fashion-mnist";
   TORCH_ARG(std::string, split) = "val";
   TORCH_ARG(std::string, score) = "energy";
-  TORCH_ARG(double, temperature) = 1.0;
+  TORCH_ARG(double, temperature) = ScoreOptions().temperature();
   /// Share (in %) of validation in-distribution images accepted; in (0,100].
   TORCH_ARG(double, percentile) = 95.0;
   /// At most this many validation images; -1 = all.
   TORCH_ARG(int64_t, n) = -1;
-  TORCH_ARG(int64_t, batch) = 256;
+  TORCH_ARG(int64_t, batch) = kScoringBatch;
   TORCH_ARG(std::string, root) = "";
   TORCH_ARG(bool, progress) = true;
 };
@@ -282,6 +288,6 @@ struct Prediction {
 };
 
 /// Score x [N,C,H,W] in [0,1] with the detector's score and temperature.
-std::vector<Prediction> predict(const Detector& d, Energy& e, const torch::Tensor& x, int64_t batch = 256);
+std::vector<Prediction> predict(const Detector& d, Energy& e, const torch::Tensor& x, int64_t batch = kScoringBatch);
 
 }  // namespace ebm

@@ -26,10 +26,26 @@ struct DenoiseOptions {
   TORCH_ARG(double, noise) = 0.0;
   TORCH_ARG(double, grad_clip) = 0.0;
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Which method denoise_solve() runs: "gd" (the gradient steps above),
+  /// "tweedie" or "map" (ebm_denoise; need sigma), or "auto": tweedie when
+  /// sigma > 0, else gd. Tweedie is the default because `ebm denoise eval`
+  /// measured it best in PSNR and cheapest of the EBM solvers (docs/restore.md).
+  TORCH_ARG(std::string, solver) = "auto";
+  /// Noise std of the input when known (0 = unknown).
+  TORCH_ARG(double, sigma) = 0.0;
 };
 
-/// y: noisy images [B,C,H,W] in [0,1] -> restored [B,C,H,W] in [0,1].
+/// y: noisy images [B,C,H,W] in [0,1] -> restored [B,C,H,W] in [0,1] by the
+/// gradient-step solver (o.solver is ignored).
 torch::Tensor denoise(Energy& e, const torch::Tensor& y, const DenoiseOptions& o);
+/// The method o.solver() stands for ("auto" resolved); UsageError on an
+/// unknown solver or tweedie/map without sigma.
+std::string denoise_solver(const DenoiseOptions& o);
+/// Denoise with denoise_solver(o).
+torch::Tensor denoise_solve(Energy& e, const torch::Tensor& y, const DenoiseOptions& o);
+
+/// The mask `ebm inpaint` and `ebm inpaint eval` use when none is given.
+inline constexpr const char* kDefaultInpaintMask = "center:14";
 
 struct InpaintOptions {
   TORCH_ARG(int64_t, steps) = 200;
@@ -42,6 +58,8 @@ struct InpaintOptions {
   /// Independent chains per image; the one with the lowest final energy wins.
   TORCH_ARG(int64_t, chains) = 1;
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Mask spec for callers that build the mask with make_mask().
+  TORCH_ARG(std::string, mask) = kDefaultInpaintMask;
 };
 
 /// image: [B,C,H,W] in [0,1]; known: [B or 1,C,H,W] with 1 = known, 0 = missing.
@@ -70,7 +88,7 @@ struct RestoreEvalOptions {
   /// Denoising: std of the Gaussian noise added to clean test images (then clipped to [0,1]).
   TORCH_ARG(double, sigma) = 0.2;
   /// Inpainting: mask spec (see make_mask).
-  TORCH_ARG(std::string, mask) = "center:14";
+  TORCH_ARG(std::string, mask) = kDefaultInpaintMask;
   /// Test images evaluated (the first n of the test split).
   TORCH_ARG(int64_t, n) = 1000;
   /// Validation images (val split, never test) for tuning each baseline's parameter.
@@ -115,12 +133,16 @@ std::vector<std::string> ebm_inpaint_methods();
 /// Run one EBM denoiser: y [N,1,H,W] noisy in [0,1], sigma the noise std -> [N,1,H,W].
 torch::Tensor ebm_denoise(Energy& e, const std::string& method, const torch::Tensor& y, double sigma, uint64_t seed);
 /// Run one EBM inpainter (known pixels exact) -> [N,1,H,W].
-/// sigma_max > sigma_min > 0: the tweedie method's first and last noise levels (see RestoreEvalOptions).
+/// sigma_max > sigma_min > 0, levels, repeats: the tweedie method's schedule (see RestoreEvalOptions).
 torch::Tensor ebm_inpaint(Energy& e, const std::string& method, const torch::Tensor& image, const torch::Tensor& known,
-                          int64_t chains, uint64_t seed, double sigma_max = 0.4, double sigma_min = 0.1,
-                          int64_t levels = 30, int64_t repeats = 3);
+                          int64_t chains, uint64_t seed, double sigma_max, double sigma_min, int64_t levels,
+                          int64_t repeats);
 /// The largest "options.dsm_sigmas" value of a native model's card, else `fallback`.
 double card_sigma_max(const Energy& e, double fallback = 0.4);
+
+/// The shipped restoration prior for a dataset: models/mnist-dsm-wide for
+/// mnist, models/fmnist-dsm otherwise.
+std::string default_restore_model(const std::string& data);
 
 /// {"sigma","data","n","clipped":true,"methods":[{"name","psnr","ssim","seconds","params"}]}
 nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o);

@@ -38,8 +38,16 @@ struct TrainOptions {
   TORCH_ARG(std::string, data) = "fashion-mnist";
   /// Output model folder.
   TORCH_ARG(std::string, out) = "";
-  /// Architecture, e.g. {"type":"conv-ebm","width":32}; empty = the task's default.
+  /// Architecture, e.g. {"type":"conv-ebm","width":32}; empty = built from
+  /// arch_type, width and activation below.
   TORCH_ARG(nlohmann::json, arch) = nlohmann::json();
+  /// "conv-ebm" | "conv-classifier"; "" = by task (conv-classifier for clf,
+  /// jem, attribute, energy-finetune; conv-ebm for ebm, dsm).
+  TORCH_ARG(std::string, arch_type) = "";
+  /// Base channel width of the architecture.
+  TORCH_ARG(int64_t, width) = 32;
+  /// conv-classifier activation: "" = the architecture's (silu) | "leaky_relu".
+  TORCH_ARG(std::string, activation) = "";
   /// For task attribute: "digit" or "thickness".
   TORCH_ARG(std::string, attribute) = "digit";
   /// The classifier to start from (weights only): required by energy-finetune,

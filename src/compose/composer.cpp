@@ -1,0 +1,199 @@
+// composer.cpp: Composer (sampling an expression as `ebm compose` does) and
+// evaluate_composition (`ebm compose eval`).
+#include "ebm/compose/composer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "ebm/core/common.h"
+#include "ebm/core/models.h"
+#include "ebm/io/data.h"
+
+namespace ebm {
+
+using json = nlohmann::json;
+
+namespace {
+bool no_prior(const std::string& p) { return p.empty() || p == "none"; }
+}  // namespace
+
+Composer::Composer(ComposerOptions o) : o_(std::move(o)) {
+  if (o_.select() != "expr" && o_.select() != "total")
+    throw UsageError("select '" + o_.select() + "' is not expr or total");
+  if (o_.init() != "data" && o_.init() != "uniform") throw UsageError("init '" + o_.init() + "' is not data or uniform");
+  if (o_.attr_models().empty()) throw UsageError("composition needs at least one attribute model");
+  attrs_ = AttributeSet(o_.attr_models());
+  if (!no_prior(o_.prior())) prior_ = load_model(o_.prior());
+}
+
+void Composer::resolve(const Expr& e) const { build_energy(e, attrs_, o_.compose(), nullptr); }
+
+ComposeSamples Composer::sample(const Expr& e, int64_t n, uint64_t seed,
+                                const std::function<void(int64_t, int64_t)>& on_step) const {
+  const auto energy = build_energy(e, attrs_, o_.compose(), prior_);
+  auto so = ComposeSampleOptions(o_.sample()).seed(seed);
+  if (o_.select() == "expr") so.select_energy(build_energy(e, attrs_, ComposeOptions(o_.compose()).guidance(1.0), nullptr));
+  if (o_.init() == "data") {
+    if (!pool_.defined()) {
+      DatasetOptions d;
+      d.split = "fit";  // only the split trainers see
+      d.root = o_.root();
+      pool_ = load_dataset(o_.init_data(), d).images;
+    }
+    so.init_pool(pool_);
+  } else {
+    so.init_pool(torch::Tensor());
+  }
+  return compose_sample(*energy, n, so, on_step);
+}
+
+json Composer::describe(uint64_t seed) const {
+  json cal = json::object();
+  for (const auto& m : attrs_.models())
+    cal[m.name] = {{"model", m.path}, {"hash", model_hash(m.path)}, {"class_energy", m.nll ? "nll" : "logit"},
+                   {"temperature", m.temperature}};
+  const auto& c = o_.compose();
+  const auto& s = o_.sample();
+  const auto& lo = s.langevin();
+  const bool data = o_.init() == "data";
+  return {{"attr_models", cal},
+          {"prior", no_prior(o_.prior()) ? "none" : o_.prior()},
+          {"prior_hash", no_prior(o_.prior()) ? "" : model_hash(o_.prior())},
+          {"prior_weight", c.prior_weight()},
+          {"guidance", c.guidance()},
+          {"not_weight", c.not_weight()},
+          {"or_temperature", c.or_temperature()},
+          {"restarts", s.restarts()},
+          {"select", o_.select()},
+          {"init", data ? o_.init_data() + "/fit images + N(0, init_noise^2), clipped" : "uniform U(0,1)"},
+          {"init_noise", data ? s.init_noise() : 0.0},
+          {"sampler",
+           {{"steps", lo.steps()},
+            {"step_size", lo.step_size()},
+            {"noise", lo.noise()},
+            {"grad_clip", lo.grad_clip()},
+            {"step_schedule", lo.step_schedule().str()},
+            {"noise_schedule", lo.noise_schedule().str()}}},
+          {"seed", seed}};
+}
+
+std::vector<std::string> all_pairs_expressions() {
+  std::vector<std::string> v;
+  for (int d = 0; d < 10; ++d) v.push_back("digit=" + std::to_string(d));
+  for (int d = 0; d < 10; ++d)
+    for (const char* t : {"thin", "medium", "thick"}) v.push_back("digit=" + std::to_string(d) + " & thickness=" + t);
+  return v;
+}
+
+Judges make_judges(const AttributeSet& attrs, const std::string& judge_path) {
+  Judges j;
+  const std::string judge_hash = model_hash(judge_path);
+  for (const auto& m : attrs.models())
+    if (model_hash(m.path) == judge_hash)
+      throw UsageError("the judge '" + judge_path + "' is the generator '" + m.path + "'; a judge must be independent");
+  j.digit = load_model(judge_path);
+  j.digit_path = judge_path;
+  if (const auto* t = attrs.find("thickness")) {
+    try {
+      const auto b = t->card.at("attribute").at("tercile_boundaries");
+      j.thick_lo = b.at(0).get<double>(), j.thick_hi = b.at(1).get<double>();
+    } catch (const json::exception& e) {
+      throw DataError("thickness model '" + t->path + "': card has no attribute.tercile_boundaries [lo, hi]: " + e.what());
+    }
+    j.has_thickness = true;
+  }
+  return j;
+}
+
+bool has_and(const Expr& e) {
+  if (e.kind == Expr::Kind::And) return true;
+  for (const auto& k : e.kids)
+    if (has_and(k)) return true;
+  return false;
+}
+
+ComposeEvalReport evaluate_composition(const Composer& c, const std::vector<std::string>& exprs,
+                                       const ComposeEvalOptions& o, uint64_t seed,
+                                       const std::function<void(size_t, size_t)>& on_expr,
+                                       const std::function<void(int64_t, int64_t)>& on_step) {
+  if (exprs.empty()) throw UsageError("compose eval: no expressions");
+  if (o.n() < 1) throw UsageError("compose eval: n must be >= 1, got " + std::to_string(o.n()));
+  const Judges j = make_judges(c.attributes(), o.judge());
+  std::vector<Expr> parsed;
+  for (const auto& s : exprs) {
+    parsed.push_back(parse_expr(s));
+    c.resolve(parsed.back());  // every atom before any sampling
+  }
+  DatasetOptions dt;
+  dt.split = "test";
+  dt.root = c.options().root();
+  const auto real = load_dataset(o.real_data(), dt).images;
+
+  ComposeEvalReport rep;
+  rep.n = o.n();
+  rep.judge = o.judge();
+  rep.judge_hash = model_hash(o.judge());
+  rep.generation = c.describe(seed);
+  rep.all_pairs = exprs == all_pairs_expressions();
+  std::vector<torch::Tensor> grid_rows;
+  double sum = 0;
+  int cnt = 0;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (on_expr) on_expr(i, parsed.size());
+    const auto s = c.sample(parsed[i], o.n(), seed + i, on_step);
+    json r = judge_samples(parsed[i], c.attributes(), j, s.x, real);
+    r["expr"] = exprs[i];
+    r["mean_energy"] = s.energy.mean().item<double>();
+    if (has_and(parsed[i])) sum += r["success_rate"].get<double>(), ++cnt;
+    rep.rows.push_back(r);
+    if (o.keep_grid()) grid_rows.push_back(s.x.narrow(0, 0, std::min<int64_t>(10, o.n())));
+  }
+  if (cnt > 0) rep.mean_success_rate = sum / cnt;
+  if (o.keep_grid()) rep.grid = torch::cat(grid_rows), rep.grid_cols = std::min<int64_t>(10, o.n());
+  return rep;
+}
+
+json ComposeEvalReport::to_json() const {
+  json out{{"n", n}, {"judge", judge}, {"judge_hash", judge_hash}, {"generation", generation}};
+  if (rows.size() == 1) {
+    out.update(rows[0]);
+  } else {
+    out["pairs"] = rows;
+  }
+  if (mean_success_rate && rows.size() > 1) out["mean_success_rate"] = *mean_success_rate;
+  return out;
+}
+
+std::string ComposeEvalReport::to_text() const {
+  std::string s;
+  char line[256];
+  if (all_pairs) {
+    std::snprintf(line, sizeof line, "%-6s %8s %8s %8s %8s\n", "digit", "alone", "thin", "medium", "thick");
+    s += line;
+    for (int d = 0; d < 10; ++d) {
+      std::snprintf(line, sizeof line, "%-6d %8.2f", d, rows[size_t(d)]["success_rate"].get<double>());
+      s += line;
+      for (int t = 0; t < 3; ++t) {
+        std::snprintf(line, sizeof line, " %8.2f", rows[size_t(10 + 3 * d + t)]["success_rate"].get<double>());
+        s += line;
+      }
+      s += "\n";
+    }
+    if (mean_success_rate) {
+      std::snprintf(line, sizeof line, "mean success (pairs) %.3f\n", *mean_success_rate);
+      s += line;
+    }
+    return s;
+  }
+  for (const auto& r : rows) {
+    std::snprintf(line, sizeof line, "%-32s success %.3f  judge confidence %.3f  diversity ratio %s\n",
+                  r["expr"].get<std::string>().c_str(), r["success_rate"].get<double>(),
+                  r.value("judge_confidence", std::nan("")), r["diversity"]["ratio"].dump().c_str());
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace ebm
