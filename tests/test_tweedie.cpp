@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
+
+#include "ebm/core/chains.h"
 #include "ebm/core/common.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/tweedie.h"
@@ -72,4 +75,41 @@ TEST(Tweedie, BadOptionsAreRefused) {
   EXPECT_THROW(ebm::check_tweedie_options(TweedieOptions().levels(1)), ebm::UsageError);
   EXPECT_THROW(ebm::check_tweedie_options(TweedieOptions().repeats(0)), ebm::UsageError);
   EXPECT_NO_THROW(ebm::check_tweedie_options(TweedieOptions()));
+}
+
+// tweedie_step is the closed form above, one call.
+TEST(Tweedie, StepIsTheClosedForm) {
+  const double tau = 0.3, s = 0.2;
+  const auto mu = interior_mu(5);
+  GaussianEnergy g(mu, tau);
+  auto gen = at::detail::createCPUGenerator(2);
+  const auto z = mu + 0.05 * torch::randn({4, 1, 8, 8}, gen);
+  const auto expect = mu + (1 - s * s / (tau * tau)) * (z - mu);
+  EXPECT_TRUE(torch::allclose(ebm::tweedie_step(g, z, s), expect, 1e-5, 1e-6));
+}
+
+// A non-finite gradient is a divergence, as in langevin().
+TEST(Tweedie, StepRejectsNonFiniteGradients) {
+  GaussianEnergy g(torch::full({1, 4, 4}, 0.5), 0.1);
+  auto z = torch::full({1, 1, 4, 4}, 0.5);
+  z[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(ebm::tweedie_step(g, z, 0.1), ebm::DivergenceError);
+}
+
+// best_of_k_rows against a brute-force loop over items and chains.
+TEST(Chains, BestOfKMatchesBruteForce) {
+  auto gen = at::detail::createCPUGenerator(11);
+  for (int64_t k : {1, 2, 5}) {
+    const int64_t b = 7;
+    const auto score = torch::randn({k * b}, gen);
+    const auto rows = ebm::best_of_k_rows(score, k);
+    ASSERT_EQ(rows.numel(), b);
+    for (int64_t i = 0; i < b; ++i) {
+      int64_t best = i;
+      for (int64_t c = 1; c < k; ++c)
+        if (score[c * b + i].item<float>() < score[best].item<float>()) best = c * b + i;
+      EXPECT_EQ(rows[i].item<int64_t>(), best) << "k " << k << " item " << i;
+    }
+  }
+  EXPECT_THROW(ebm::best_of_k_rows(torch::zeros({6}), 0), ebm::UsageError);
 }

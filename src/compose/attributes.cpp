@@ -6,6 +6,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "ebm/core/chains.h"
 #include "ebm/core/common.h"
 #include "ebm/core/fs.h"
 #include "ebm/core/compose.h"
@@ -316,14 +317,13 @@ ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& 
     }
   }
   // Chain k of sample j is row k*n + j; keep each sample's lowest-energy chain.
-  const auto x = torch::cat(xs).view({o.restarts(), n, 1, 28, 28});
-  const auto en = torch::cat(es).view({o.restarts(), n});
-  const auto sel = o.select_energy() ? torch::cat(ss).view({o.restarts(), n}) : en;
-  const auto best = sel.argmin(0);
+  const auto en = torch::cat(es);
+  const auto sel = o.select_energy() ? torch::cat(ss) : en;
+  const auto rows = best_of_k_rows(sel, o.restarts());
   ComposeSamples out;
-  out.x = x.permute({1, 0, 2, 3, 4}).index({torch::arange(n), best});
-  out.energy = en.t().gather(1, best.unsqueeze(1)).squeeze(1);
-  out.select = sel.t().gather(1, best.unsqueeze(1)).squeeze(1);
+  out.x = torch::cat(xs).index_select(0, rows);
+  out.energy = en.index_select(0, rows);
+  out.select = sel.index_select(0, rows);
   return out;
 }
 

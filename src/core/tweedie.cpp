@@ -8,6 +8,13 @@
 
 namespace ebm {
 
+torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma) {
+  const auto g = energy_grad(e, z);
+  if (!torch::isfinite(g).all().item<bool>())
+    throw DivergenceError("Tweedie step at sigma " + std::to_string(sigma) + ": the energy gradient is not finite");
+  return (z - sigma * sigma * g).clamp(0, 1).detach();
+}
+
 void check_tweedie_options(const TweedieOptions& o) {
   if (!(o.sigma_min() > 0 && o.sigma_max() > o.sigma_min()))
     throw UsageError("the tweedie sampler needs sigma_max > sigma_min > 0, got sigma_max " +
@@ -27,7 +34,7 @@ torch::Tensor tweedie_sample(Energy& e, const torch::Tensor& x0, const TweedieOp
     const double s = o.sigma_max() * std::pow(o.sigma_min() / o.sigma_max(), double(l) / double(o.levels() - 1));
     for (int64_t r = 0; r < o.repeats(); ++r) {
       const auto z = x + s * torch::randn(x.sizes(), gen);
-      x = (z - s * s * energy_grad(e, z)).clamp(0, 1).detach();
+      x = tweedie_step(e, z, s);
       if (frozen) x = torch::where(k, x0, x);
       if (on_step) on_step(l * o.repeats() + r + 1, total);
     }

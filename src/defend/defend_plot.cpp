@@ -1,7 +1,9 @@
 // defend_plot.cpp: the robust-accuracy-vs-purification-steps curve as a PNG
-// (OpenCV drawing, our own PNG writer), from a defend_eval report.
-#include <opencv2/imgproc.hpp>
+// (drawn on the shared io/plot.h canvas), from a defend_eval report.
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include <cstdio>
 #include <map>
@@ -9,7 +11,7 @@
 #include "ebm/core/common.h"
 #include "ebm/core/fs.h"
 #include "ebm/defend/defend.h"
-#include "ebm/io/image_io.h"
+#include "ebm/io/plot.h"
 
 namespace ebm {
 
@@ -35,64 +37,53 @@ void write_defend_plot(const nlohmann::json& report, const std::string& path) {
   std::sort(xs.begin(), xs.end());
   const int W = 640, H = 420, L = 70, R = 170, T = 50, B = 60;
   const int pw = W - L - R, ph = H - T - B;
-  cv::Mat img(H, W, CV_8UC1, cv::Scalar(255));
-  auto X = [&](size_t i) { return xs.size() < 2 ? L + pw / 2 : L + int(double(i) * pw / double(xs.size() - 1)); };
-  auto Y = [&](double a) { return T + int((1.0 - a) * ph); };
-  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  Canvas c(W, H);
+  auto X = [&](size_t i) { return xs.size() < 2 ? L + pw / 2.0 : L + double(i) * pw / double(xs.size() - 1); };
+  auto Y = [&](double a) { return T + (1.0 - a) * ph; };
   for (int k = 0; k <= 10; k += 2) {  // horizontal grid and y ticks
     const double a = k / 10.0;
-    cv::line(img, {L, Y(a)}, {L + pw, Y(a)}, cv::Scalar(225), 1);
+    c.line(L, Y(a), L + pw, Y(a), 0.88f);
     char b[16];
     std::snprintf(b, sizeof b, "%.1f", a);
-    cv::putText(img, b, {L - 40, Y(a) + 5}, font, 0.45, cv::Scalar(0), 1, cv::LINE_AA);
+    c.text(L - 8 - Canvas::text_width(b), std::lround(Y(a)) - 5, b);
   }
-  cv::rectangle(img, {L, T}, {L + pw, T + ph}, cv::Scalar(0), 1);
+  c.polyline({{L, T}, {L + pw, T}, {L + pw, T + ph}, {L, T + ph}, {L, T}}, 0.0f);
   for (size_t i = 0; i < xs.size(); ++i) {
     const std::string s = std::to_string(xs[i]);
-    cv::line(img, {X(i), T + ph}, {X(i), T + ph + 5}, cv::Scalar(0), 1);
-    cv::putText(img, s, {X(i) - 5 * int(s.size()), T + ph + 22}, font, 0.45, cv::Scalar(0), 1, cv::LINE_AA);
+    c.line(X(i), T + ph, X(i), T + ph + 5, 0.0f);
+    c.text(std::lround(X(i)) - Canvas::text_width(s) / 2, T + ph + 10, s);
   }
-  cv::putText(img, "Langevin purification steps", {L + pw / 2 - 110, H - 14}, font, 0.5, cv::Scalar(0), 1, cv::LINE_AA);
+  const std::string xl = "Langevin purification steps";
+  c.text(L + pw / 2 - Canvas::text_width(xl, 1.2) / 2, H - 24, xl, 1.2);
   char title[160];
   const std::string eps = report.at("eps").is_null() ? "" : " eps " + report.at("eps").dump();
   std::snprintf(title, sizeof title, "%s %s%s, n = %lld: accuracy vs purification",
                 report.value("data", std::string()).c_str(), report.at("attack").get<std::string>().c_str(), eps.c_str(),
                 (long long)report.at("n").get<int64_t>());
-  cv::putText(img, title, {10, 24}, font, 0.5, cv::Scalar(0), 1, cv::LINE_AA);
+  c.text(10, 12, title, 1.2);
   // Grey levels + line styles tell the series apart in a grayscale PNG.
   struct Style {
     const char* name;
-    int grey, thick;
+    float grey;
+    int thick;
     bool dashed;
   };
-  const Style styles[] = {{"clean", 150, 2, true}, {"grey-box", 90, 2, false}, {"adaptive", 0, 3, false}};
+  const Style styles[] = {{"clean", 0.6f, 2, true}, {"grey-box", 0.35f, 2, false}, {"adaptive", 0.0f, 3, false}};
   int ly = T + 10;
   for (const auto& st : styles) {
     auto it = series.find(st.name);
     if (it == series.end()) continue;
-    std::vector<cv::Point> pts;
+    std::vector<std::pair<double, double>> pts;
     for (size_t i = 0; i < xs.size(); ++i)
-      if (it->second.count(xs[i])) pts.push_back({X(i), Y(it->second.at(xs[i]))});
-    for (size_t j = 1; j < pts.size(); ++j) {
-      if (!st.dashed) {
-        cv::line(img, pts[j - 1], pts[j], cv::Scalar(st.grey), st.thick, cv::LINE_AA);
-        continue;
-      }
-      const cv::Point2d a = pts[j - 1], b = pts[j];
-      const double len = cv::norm(b - a);
-      for (double s = 0; s < len; s += 12) {
-        const double e = std::min(len, s + 7);
-        cv::line(img, a + (b - a) * (s / len), a + (b - a) * (e / len), cv::Scalar(st.grey), st.thick, cv::LINE_AA);
-      }
-    }
-    for (const auto& p : pts) cv::circle(img, p, 4, cv::Scalar(st.grey), cv::FILLED, cv::LINE_AA);
-    cv::line(img, {L + pw + 12, ly}, {L + pw + 40, ly}, cv::Scalar(st.grey), st.thick, cv::LINE_AA);
+      if (it->second.count(xs[i])) pts.emplace_back(X(i), Y(it->second.at(xs[i])));
+    c.polyline(pts, st.grey, st.thick, st.dashed ? 7 : 0, st.dashed ? 5 : 0);
+    for (const auto& [px, py] : pts) c.dot(px, py, 4, st.grey);
+    c.line(L + pw + 12, ly, L + pw + 40, ly, st.grey, st.thick, st.dashed ? 7 : 0, st.dashed ? 5 : 0);
     const std::string lab = std::string(st.name) == "clean" ? "clean (purified)" : std::string(st.name) + " robust";
-    cv::putText(img, lab, {L + pw + 46, ly + 5}, font, 0.42, cv::Scalar(0), 1, cv::LINE_AA);
+    c.text(L + pw + 46, ly - 6, lab);
     ly += 22;
   }
-  auto t = torch::from_blob(img.data, {H, W}, torch::kUInt8).clone();
-  write_file_atomic(path, encode_png(t));
+  c.save(path);
 }
 
 }  // namespace ebm

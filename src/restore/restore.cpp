@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "ebm/core/chains.h"
 #include "ebm/core/common.h"
 #include "ebm/io/image_io.h"
 
@@ -46,10 +47,7 @@ torch::Tensor inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor
   auto r = langevin(e, x0, lo, terms, &gen);
   if (r.diverged) throw DivergenceError("inpainting diverged (NaN/Inf energy); lower --step-size");
   if (k == 1) return r.x;
-  // Chain c of image i sits at row c*b + i; keep the lowest-energy chain.
-  auto best = r.energy.view({k, b}).argmin(0);                      // [B]
-  auto rows = best * b + torch::arange(b, torch::kInt64);
-  return r.x.index_select(0, rows);
+  return r.x.index_select(0, best_of_k_rows(r.energy, k));  // each image's lowest-energy chain
 }
 
 torch::Tensor make_mask(const std::string& spec, int64_t batch, int64_t h, int64_t w, uint64_t seed) {

@@ -97,7 +97,7 @@ torch::Tensor ebm_denoise(Energy& e, const std::string& m, const torch::Tensor& 
   if (!(sigma > 0)) throw UsageError("method ebm-" + m + " needs the noise level: pass --sigma > 0");
   if (m == "map")
     return denoise(e, y, DenoiseOptions().steps(50).step_size(0.3 * sigma * sigma).data_weight(0.5 / (sigma * sigma)).seed(seed));
-  if (m == "tweedie") return (y - sigma * sigma * energy_grad(e, y)).clamp(0, 1);
+  if (m == "tweedie") return tweedie_step(e, y, sigma);
   throw UsageError("unknown EBM denoise method '" + m + "'");
 }
 
@@ -178,7 +178,7 @@ torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& 
                        .chains(chains)
                        .seed(seed));
   auto k = (known != 0).expand_as(x);
-  return torch::where(k, image, (x - s_min * s_min * energy_grad(e, x)).clamp(0, 1));
+  return torch::where(k, image, tweedie_step(e, x, s_min));
 }
 
 nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {

@@ -10,6 +10,7 @@
 
 #include "ebm/defend/attacks.h"
 #include "ebm/core/common.h"
+#include "ebm/core/tweedie.h"
 #include "ebm/core/fs.h"
 #include "ebm/io/data.h"
 #include "ebm/io/image_io.h"
@@ -600,7 +601,7 @@ TrainResult train(const TrainOptions& o) {
       for (double s : o.dsm_sigmas()) {
         auto xt = x + s * torch::randn(x.sizes(), g2);
         if (o.dsm_clip()) xt = xt.clamp(0, 1);
-        auto xh = (xt - s * s * energy_grad(*model, xt)).clamp(0, 1);
+        auto xh = tweedie_step(*model, xt, s);
         auto psnr = [&](const torch::Tensor& a) {
           return (10 * torch::log10(1.0 / (a - x).pow(2).flatten(1).mean(1))).mean().item<double>();
         };

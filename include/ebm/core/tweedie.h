@@ -16,7 +16,7 @@
 // chain. Without an anchor it drifts: a single (not noise-conditional) DSM
 // energy under-denoises inputs noisier than sigma, the residual adds to the
 // next level's noise, and on the shipped MNIST priors an unconditional chain
-// from noise ends as noise (tried for composition in session 4; not used there).
+// from noise ends as noise, which is why composition does not use it.
 #pragma once
 
 #include <torch/arg.h>
@@ -38,6 +38,11 @@ struct TweedieOptions {
   /// Renoise-denoise steps per level (>= 1).
   TORCH_ARG(int64_t, repeats) = 3;
 };
+
+/// One Tweedie step, the single place the formula lives:
+///   x_hat = clamp(z - sigma^2 * grad E(z), 0, 1)      z, x_hat: [B,C,H,W]
+/// Throws DivergenceError when the gradient is not finite, as langevin() does.
+torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma);
 
 /// Throws UsageError naming the bad value.
 void check_tweedie_options(const TweedieOptions& o);
