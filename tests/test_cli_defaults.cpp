@@ -14,6 +14,7 @@
 #include "ebm/ood/ensemble.h"
 #include "ebm/ood/ood.h"
 #include "ebm/restore/restore.h"
+#include "ebm/train/evaluate.h"
 #include "ebm/train/sample.h"
 #include "ebm/train/train.h"
 
@@ -137,6 +138,11 @@ TEST(CliDefaults, Train) {
                                    {"--sample-every", show(o.sample_every())},
                                    {"--stop-after", show(o.stop_after())},
                                    {"--eval-n", show(o.eval_n())}});
+}
+
+TEST(CliDefaults, Eval) {
+  const ModelEvalOptions o;
+  expect_flag_defaults({"eval"}, {{"--split", show(o.split)}, {"--n", show(o.n)}});
 }
 
 std::map<std::string, std::string> composer_flags(const ComposerOptions& f) {

@@ -15,6 +15,7 @@
 #include "ebm/io/data.h"
 #include "ebm/core/models.h"
 #include "ebm/compose/morphology.h"
+#include "ebm/train/evaluate.h"
 #include "ebm/train/train.h"
 
 using namespace ebm;
@@ -188,14 +189,16 @@ TEST(Train, SmokeEveryTask) {
     auto r = train(tiny(task, out));
     EXPECT_EQ(r.steps, 6) << task;
     EXPECT_EQ(r.card["task"], task);
-    EXPECT_TRUE(r.card["metrics"].contains("mean_energy_test")) << task;
+    // End-of-run metrics are on the val split; training never reports test figures.
+    EXPECT_TRUE(r.card["metrics"].contains("mean_energy_val")) << task;
+    EXPECT_FALSE(r.card["metrics"].contains("mean_energy_test")) << task;
     EXPECT_NO_THROW(load_model(out)) << task;
   }
   auto att = train(tiny("attribute", tmpdir("att")).attribute("thickness"));
   EXPECT_EQ(att.card["attribute"]["classes"].size(), 3u);
   auto ft = train(tiny("energy-finetune", tmpdir("ft")).init(clf).arch(nullptr));
   EXPECT_TRUE(ft.card["options"].contains("m_in"));
-  EXPECT_TRUE(ft.card["metrics"].contains("test_accuracy"));
+  EXPECT_TRUE(ft.card["metrics"].contains("val_accuracy"));
   // JEM warm-started from the classifier: starts from its weights, records it.
   const std::string warm_dir = tmpdir("jem-warm");
   auto warm = train(tiny("jem", warm_dir).init(clf).arch(nullptr));
@@ -264,4 +267,32 @@ TEST(Train, ResumeIsBitExact) {
   auto a = weights(full), b = weights(part);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
+
+// Test figures come from evaluate_model (`ebm eval`): its accuracy is the
+// share of the first n test images whose argmax logit is the label, checked
+// here one image at a time.
+TEST(Eval, TestAccuracyMatchesBruteForce) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  const std::string dir = tmpdir("eval-clf");
+  train(tiny("clf", dir));
+  ebm::ModelEvalOptions eo;
+  eo.split = "test";
+  eo.n = 60;
+  const auto m = ebm::evaluate_model(dir, eo);
+  ASSERT_TRUE(m.contains("test_accuracy"));
+  EXPECT_EQ(m["test_n"].get<int64_t>(), 60);
+  auto model = load_model(dir);
+  ebm::DatasetOptions d;
+  d.split = "test";
+  d.n = 60;
+  const auto ds = ebm::load_dataset(load_card(dir)["data"].get<std::string>(), d);
+  torch::NoGradGuard ng;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < 60; ++i)
+    correct += model->logits(ds.images.narrow(0, i, 1)).argmax(1).item<int64_t>() == ds.labels[i].item<int64_t>();
+  EXPECT_DOUBLE_EQ(m["test_accuracy"].get<double>(), double(correct) / 60.0);
+  eo.split = "fit";  // a training split is never an evaluation split
+  EXPECT_THROW(ebm::evaluate_model(dir, eo), ebm::UsageError);
 }

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <sstream>
 
-#include "ebm/defend/attacks.h"
 #include "ebm/core/common.h"
 #include "ebm/core/tweedie.h"
 #include "ebm/core/fs.h"
@@ -17,7 +16,9 @@
 #include "ebm/core/models.h"
 #include "ebm/compose/morphology.h"
 #include "ebm/io/progress.h"
-#include "ebm/defend/purify.h"
+#include "ebm/train/augment.h"
+#include "ebm/train/evaluate.h"
+#include "ebm/train/tasks.h"
 
 namespace ebm {
 
@@ -144,60 +145,12 @@ torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& 
 // ---------------------------------------------------------------- trainer
 namespace {
 
-// PGD examples for a random share of a batch: each row of x [B,C,H,W] (labels
-// y [B]) is picked with probability `fraction` and attacked by L-inf PGD
-// (random start, step 2.5*eps/steps) against the model being trained, which is
-// in eval mode for the attack and back in training mode after. Returns the
-// picked row indices [R] and their adversarial images [R,C,H,W], detached.
-struct AttackedRows {
-  torch::Tensor rows, x;
-};
-AttackedRows attack_share(Energy& model, const torch::Tensor& x, const torch::Tensor& y, double fraction, double eps,
-                          int64_t steps, uint64_t seed, at::Generator& gen) {
-  AttackedRows a;
-  a.rows = (torch::rand({x.size(0)}, gen) < fraction).nonzero().flatten();
-  if (a.rows.numel() == 0) return a;
-  auto am = classifier_model(model);
-  auto po = PgdOptions().eps(eps).steps(steps).step_size(2.5 * eps / double(steps)).seed(seed);
-  a.x = pgd(am, x.index_select(0, a.rows), y.index_select(0, a.rows), po).detach();
-  model.set_training(true);
-  return a;
-}
-
 void check_unit_interval(const std::string& flag, double v) {
   if (!(v >= 0 && v <= 1)) throw UsageError(flag + " must be in [0, 1], got " + std::to_string(v));
 }
 
-bool is_pcd(const std::string& t) { return t == "ebm" || t == "jem" || t == "attribute"; }
-bool is_classifier_task(const std::string& t) {
-  return t == "clf" || t == "jem" || t == "attribute" || t == "energy-finetune";
-}
-
-// Translate each image by (dy, dx) in [-k, k]^2, filling with zeros.
-torch::Tensor random_shift(const torch::Tensor& x, int64_t k, at::Generator& gen) {
-  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
-  auto padded = torch::constant_pad_nd(x, {k, k, k, k}, 0.0);
-  auto off = torch::randint(0, 2 * k + 1, {b, 2}, gen, torch::kInt64);
-  auto out = torch::empty_like(x);
-  auto a = off.accessor<int64_t, 2>();
-  for (int64_t i = 0; i < b; ++i) out[i].copy_(padded[i].narrow(1, a[i][0], h).narrow(2, a[i][1], w));
-  return out;
-}
-
 void set_lr(torch::optim::Adam& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
-}
-
-double accuracy(Energy& m, const Dataset& d, int64_t n) {
-  torch::NoGradGuard ng;
-  n = std::min(n, d.size());
-  int64_t correct = 0;
-  for (int64_t i = 0; i < n; i += 500) {
-    const int64_t k = std::min<int64_t>(500, n - i);
-    auto pred = m.logits(d.images.narrow(0, i, k)).argmax(1);
-    correct += (pred == d.labels.narrow(0, i, k)).sum().item<int64_t>();
-  }
-  return n ? double(correct) / double(n) : 0.0;
 }
 
 struct Labels {
@@ -208,7 +161,7 @@ struct Labels {
 
 Labels make_labels(const TrainOptions& o, const Dataset& fit) {
   Labels l;
-  if (o.task() == "attribute" && o.attribute() == "thickness") {
+  if (parse_task(o.task()) == TaskKind::kAttribute && o.attribute() == "thickness") {
     auto t = stroke_thickness(fit.images);
     auto sorted = std::get<0>(t.sort());
     const int64_t n = sorted.size(0);
@@ -221,14 +174,15 @@ Labels make_labels(const TrainOptions& o, const Dataset& fit) {
               {"measure", "ebm::stroke_thickness (threshold 0.5)"}};
     return l;
   }
-  if (o.task() == "attribute" && o.attribute() != "digit")
+  const TaskKind task = parse_task(o.task());
+  if (task == TaskKind::kAttribute && o.attribute() != "digit")
     throw UsageError("unknown attribute '" + o.attribute() + "' (use digit or thickness)");
-  if (is_classifier_task(o.task()) && !fit.labels.defined())
+  if (is_classifier_task(task) && !fit.labels.defined())
     throw UsageError("task " + o.task() + " needs labels, and dataset '" + o.data() + "' has none");
   if (fit.labels.defined()) {
     l.y = fit.labels;
     l.num_classes = fit.num_classes;
-    if (o.task() == "attribute") {
+    if (task == TaskKind::kAttribute) {
       l.info = {{"attribute", "digit"}, {"classes", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}};
     }
   }
@@ -242,8 +196,8 @@ nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
     return a;
   }
   if (o.width() <= 0) throw UsageError("--width must be > 0, got " + std::to_string(o.width()));
-  const std::string type = !o.arch_type().empty()           ? o.arch_type()
-                           : is_classifier_task(o.task()) ? "conv-classifier"
+  const std::string type = !o.arch_type().empty()                       ? o.arch_type()
+                           : is_classifier_task(parse_task(o.task())) ? "conv-classifier"
                                                             : "conv-ebm";
   if (type != "conv-classifier" && type != "conv-ebm")
     throw UsageError("--arch must be conv-ebm or conv-classifier, got '" + type + "'");
@@ -257,15 +211,13 @@ nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
 }
 
 void validate(const TrainOptions& o) {
-  const std::vector<std::string> tasks{"clf", "ebm", "jem", "attribute", "dsm", "energy-finetune"};
-  if (std::find(tasks.begin(), tasks.end(), o.task()) == tasks.end())
-    throw UsageError("unknown task '" + o.task() + "' (use clf, ebm, jem, attribute, dsm or energy-finetune)");
+  const TaskKind task = parse_task(o.task());
   if (o.out().empty()) throw UsageError("--out is required");
   if (o.steps() <= 0) throw UsageError("--steps must be > 0, got " + std::to_string(o.steps()));
   if (o.batch() <= 1) throw UsageError("--batch must be > 1, got " + std::to_string(o.batch()));
   if (!(o.lr() > 0)) throw UsageError("--lr must be > 0, got " + std::to_string(o.lr()));
   if (!(o.reinit() >= 0 && o.reinit() <= 1)) throw UsageError("--reinit must be in [0,1], got " + std::to_string(o.reinit()));
-  if (o.task() == "dsm" && o.dsm_sigmas().empty()) throw UsageError("--dsm-sigmas needs at least one value");
+  if (task == TaskKind::kDsm && o.dsm_sigmas().empty()) throw UsageError("--dsm-sigmas needs at least one value");
   for (double s : o.dsm_sigmas())
     if (!(s > 0)) throw UsageError("--dsm-sigmas values must be > 0, got " + std::to_string(s));
   if (o.lr_schedule() != "constant" && o.lr_schedule() != "cosine")
@@ -274,16 +226,16 @@ void validate(const TrainOptions& o) {
     throw UsageError("--augment-shift must be in 0..8, got " + std::to_string(o.augment_shift()));
   if (!(o.noise_augment() >= 0 && o.noise_augment() <= 1))
     throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
-  if (o.task() == "energy-finetune" && o.init().empty())
+  if (task == TaskKind::kEnergyFinetune && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
-  if (!o.purify_augment().empty() && !is_classifier_task(o.task()))
+  if (!o.purify_augment().empty() && !is_classifier_task(task))
     throw UsageError("--purify-augment applies to classifier tasks, not '" + o.task() + "'");
   check_unit_interval("--purify-fraction", o.purify_fraction());
   if (o.purify_attack_eps() != 0 && o.purify_augment().empty())
     throw UsageError("--purify-attack-eps needs --purify-augment (the attacked images are then purified)");
   check_unit_interval("--purify-attack-eps", o.purify_attack_eps());
   check_unit_interval("--purify-attack-fraction", o.purify_attack_fraction());
-  if (o.adv_eps() != 0 && !is_classifier_task(o.task()))
+  if (o.adv_eps() != 0 && !is_classifier_task(task))
     throw UsageError("--adv-eps applies to classifier tasks, not '" + o.task() + "'");
   check_unit_interval("--adv-eps", o.adv_eps());
   check_unit_interval("--adv-fraction", o.adv_fraction());
@@ -293,8 +245,7 @@ void validate(const TrainOptions& o) {
     throw UsageError("--purify-attack-steps must be >= 1, got " + std::to_string(o.purify_attack_steps()));
   if (o.buffer_init() != "uniform" && o.buffer_init() != "gaussian")
     throw UsageError("--buffer-init must be uniform or gaussian, got '" + o.buffer_init() + "'");
-  if (!o.init().empty() && o.task() != "energy-finetune" && o.task() != "jem" && o.task() != "clf" &&
-      o.task() != "attribute" && o.task() != "dsm")
+  if (!o.init().empty() && task == TaskKind::kEbm)
     throw UsageError("--init (warm start) applies to --task clf, jem, attribute, energy-finetune and dsm, not '" +
                      o.task() + "'");
 }
@@ -349,7 +300,8 @@ struct Checkpoint {
 
 TrainResult train(const TrainOptions& o) {
   validate(o);
-  const std::string& task = o.task();
+  const auto task = make_task(o);
+  const TaskKind kind = task->kind();
   const auto t0 = std::chrono::steady_clock::now();
 
   DatasetOptions dopt;
@@ -363,7 +315,7 @@ TrainResult train(const TrainOptions& o) {
     // Warm start (e.g. a JEM from a trained classifier, or a longer DSM run
     // from a shorter one): weights only; optimiser, buffer and schedule start fresh.
     auto init = std::dynamic_pointer_cast<NativeModel>(load_model(o.init()));
-    if (task == "dsm") {
+    if (kind == TaskKind::kDsm) {
       if (!init || init->num_classes() != 0)
         throw UsageError("--init '" + o.init() + "' must be a native energy model (no classes) for --task dsm");
     } else if (!init || init->num_classes() == 0) {
@@ -374,25 +326,15 @@ TrainResult train(const TrainOptions& o) {
     model = std::make_shared<NativeModel>(default_arch(o, labels.num_classes));
   }
   model->set_training(true);
-  if (is_classifier_task(task) && model->num_classes() != labels.num_classes)
+  if (is_classifier_task(kind) && model->num_classes() != labels.num_classes)
     throw UsageError("model has " + std::to_string(model->num_classes()) + " classes but the labels have " +
                      std::to_string(labels.num_classes));
 
-  // Purification augmentation: the purifier's own card settings, frozen.
-  EnergyPtr purifier;
-  PurifyOptions purify_opts;
-  if (!o.purify_augment().empty()) {
-    purifier = load_model(o.purify_augment());
-    purifier->set_training(false);
-    purify_opts = purify_options_from_card(load_card(o.purify_augment())).draws(1);
-    check_purify_options(purify_opts);
-  }
-
-  torch::optim::Adam opt(model->parameters(),
-                         torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
+  const Augmentation augment(o);
+  torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
   auto gen = at::detail::createCPUGenerator(o.seed());
   std::unique_ptr<ReplayBuffer> buffer;
-  if (is_pcd(task)) {
+  if (uses_replay_buffer(kind)) {
     const std::vector<int64_t> shape{1, 28, 28};
     StartSampler starts = o.buffer_init() == "gaussian" ? gaussian_starts(fit.images, labels.y) : uniform_starts(shape);
     buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), shape, gen, starts);
@@ -402,32 +344,34 @@ TrainResult train(const TrainOptions& o) {
   const std::string ckpt = o.out() + "/checkpoint.pt";
 
   int64_t step = 0, rollbacks = 0;
-  double lr = o.lr(), m_in = o.m_in(), m_out = o.m_out(), wall_before = 0.0;
+  double lr = o.lr(), wall_before = 0.0;
+  task->m_in = o.m_in(), task->m_out = o.m_out();
   auto wall_now = [&] {
     return wall_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   if (o.resume()) {
     if (!path_exists(ckpt)) throw UsageError("--resume: no checkpoint at '" + ckpt + "'");
-    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &m_in, &m_out, &wall_before);
+    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &task->m_in, &task->m_out,
+                     &wall_before);
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
-  } else if (task == "energy-finetune" && (std::isnan(m_in) || std::isnan(m_out))) {
+  } else if (kind == TaskKind::kEnergyFinetune && (std::isnan(task->m_in) || std::isnan(task->m_out))) {
     // Margins from data (as the energy-OOD authors suggest): the initial
     // model's mean energies on in-distribution and on synthetic outliers.
     torch::NoGradGuard ng;
     auto xs = fit.images.narrow(0, 0, std::min<int64_t>(1000, fit.size()));
     const double ein = model->energy(xs).mean().item<double>();
     const double eout = model->energy(synthesize_outliers(xs, gen)).mean().item<double>();
-    if (std::isnan(m_in)) m_in = ein;
-    if (std::isnan(m_out)) m_out = std::max(eout, ein + 1.0);
-    std::fprintf(stderr, "energy-finetune margins from data: m_in %.3f, m_out %.3f\n", m_in, m_out);
+    if (std::isnan(task->m_in)) task->m_in = ein;
+    if (std::isnan(task->m_out)) task->m_out = std::max(eout, ein + 1.0);
+    std::fprintf(stderr, "energy-finetune margins from data: m_in %.3f, m_out %.3f\n", task->m_in, task->m_out);
   }
   const int64_t start_step = step;
 
   LangevinOptions sg;
   sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
 
-  Progress bar("train " + task, o.steps(), 10.0, step);
-  double last_loss = 0, last_ep = 0, last_en = 0, last_acc = 0;
+  Progress bar(std::string("train ") + task_name(kind), o.steps(), 10.0, step);
+  double last_loss = 0;
   torch::Tensor last_neg;
   bool faulted = false;
   while (step < o.steps()) {
@@ -435,83 +379,32 @@ TrainResult train(const TrainOptions& o) {
     if (o.lr_schedule() == "cosine" && step >= o.warmup())
       factor = 0.5 * (1.0 + std::cos(M_PI * double(step - o.warmup()) / double(std::max<int64_t>(1, o.steps() - o.warmup()))));
     set_lr(opt, lr * factor);
-    auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
-    auto x = fit.images.index_select(0, idx);
-    if (o.augment_shift() > 0) x = random_shift(x, o.augment_shift(), gen);
-    const auto clean = x;
-    if (o.data_noise() > 0) x = x + o.data_noise() * torch::randn(x.sizes(), gen);
-    if (o.noise_augment() > 0) {
-      const auto sd = o.noise_augment() * torch::rand({x.size(0), 1, 1, 1}, gen);
-      x = (x + sd * torch::randn(x.sizes(), gen)).clamp(0, 1);
-    }
-    if (o.adv_eps() > 0) {
-      // Madry adversarial training on a share of the batch (clean images in, PGD out).
-      const auto a = attack_share(*model, clean, labels.y.index_select(0, idx), o.adv_fraction(), o.adv_eps(),
-                                  o.adv_steps(), o.seed() * 1000033ULL + uint64_t(step), gen);
-      if (a.rows.numel() > 0) x = x.index_copy(0, a.rows, a.x);
-    }
-    if (purifier) {
-      const auto rows = (torch::rand({x.size(0)}, gen) < o.purify_fraction()).nonzero().flatten();
-      if (rows.numel() > 0) {
-        auto src = clean.index_select(0, rows);
-        if (o.purify_attack_eps() > 0) {
-          // Grey-box PGD against the current classifier on a share of the rows about to be purified.
-          const auto a = attack_share(*model, src, labels.y.index_select(0, idx.index_select(0, rows)),
-                                      o.purify_attack_fraction(), o.purify_attack_eps(), o.purify_attack_steps(),
-                                      o.seed() * 1000003ULL + uint64_t(step), gen);
-          if (a.rows.numel() > 0) src = src.index_copy(0, a.rows, a.x);
-        }
-        x = x.index_copy(0, rows, purify(*purifier, src, purify_opts, gen).detach());
-      }
-    }
-    torch::Tensor y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
-
-    torch::Tensor loss, e_pos, e_neg;
-    torch::Tensor bidx, neg;
-    if (is_pcd(task) && (task == "ebm" || o.gen_weight() > 0)) {
+    const auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
+    TaskBatch b;
+    b.y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
+    b.x = augment.apply(*model, fit.images.index_select(0, idx), b.y, step, gen);
+    torch::Tensor bidx;
+    if (task->wants_negatives()) {
       auto start = buffer->sample(o.batch(), o.reinit(), gen, &bidx);
       model->set_training(false);
-      auto r = langevin(*model, start, sg, {}, &gen);
+      b.neg = langevin(*model, start, sg, {}, &gen).x;
       model->set_training(true);
-      neg = r.x;
-      last_neg = neg;
+      last_neg = b.neg;
     }
-    if (task == "ebm") {
-      e_pos = model->energy(x);
-      e_neg = model->energy(neg);
-      loss = pcd_loss(e_pos, e_neg, o.l2());
-    } else if (task == "jem" || task == "attribute" || task == "clf") {
-      auto logits = model->logits(x);
-      loss = torch::nn::functional::cross_entropy(logits, y);
-      last_acc = (logits.argmax(1) == y).to(torch::kFloat32).mean().item<double>();
-      e_pos = free_energy(logits);
-      if (neg.defined()) {
-        e_neg = model->energy(neg);
-        loss = loss + o.gen_weight() * pcd_loss(e_pos, e_neg, o.l2());
-      }
-    } else if (task == "dsm") {
-      auto sig_idx = torch::randint(int64_t(o.dsm_sigmas().size()), {o.batch()}, gen, torch::kInt64);
-      auto sig = torch::tensor(o.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx);
-      auto eps = torch::randn(x.sizes(), gen);
-      loss = dsm_loss(*model, x, sig, eps, o.dsm_clip());
-    } else {  // energy-finetune
-      auto logits = model->logits(x);
-      auto xo = synthesize_outliers(x, gen);
-      e_pos = free_energy(logits);
-      e_neg = model->energy(xo);
-      loss = torch::nn::functional::cross_entropy(logits, y) + o.ft_weight() * energy_bound_loss(e_pos, e_neg, m_in, m_out);
-      last_acc = (logits.argmax(1) == y).to(torch::kFloat32).mean().item<double>();
-    }
+    const TaskLoss tl = task->loss(*model, b, gen);
 
-    // Divergence guard: non-finite loss or runaway energies roll back.
-    double lv = loss.item<double>();
+    // Divergence guard: a non-finite loss or runaway energies roll back to the
+    // last checkpoint with half the learning rate.
+    double lv = tl.loss.item<double>();
     if (step == o.fault_step() && !faulted) {
       lv = std::nan("");
       faulted = true;
     }
-    double emax = e_pos.defined() ? e_pos.abs().max().item<double>() : 0;
-    if (e_neg.defined()) emax = std::max(emax, e_neg.abs().max().item<double>());
-    const double gap = (e_pos.defined() && e_neg.defined()) ? std::abs(e_pos.mean().item<double>() - e_neg.mean().item<double>()) : 0;
+    double emax = tl.e_pos.defined() ? tl.e_pos.abs().max().item<double>() : 0;
+    if (tl.e_neg.defined()) emax = std::max(emax, tl.e_neg.abs().max().item<double>());
+    const double gap = (tl.e_pos.defined() && tl.e_neg.defined())
+                           ? std::abs(tl.e_pos.mean().item<double>() - tl.e_neg.mean().item<double>())
+                           : 0;
     if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit() || gap > o.gap_limit()) {
       ++rollbacks;
       std::fprintf(stderr, "\ndivergence at step %lld (loss %g, max |E| %g, E+/E- gap %g); rollback %lld/%lld\n",
@@ -523,25 +416,26 @@ TrainResult train(const TrainOptions& o) {
                               "; try a lower --lr, more --sgld-steps or a larger --l2. No final model was saved.");
       int64_t rb = rollbacks;
       double lr_saved, wall_ignored;
-      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &m_in, &m_out, &wall_ignored);
+      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &task->m_in, &task->m_out,
+                       &wall_ignored);
       lr = lr_saved * 0.5;
       gen.set_current_seed(o.seed() + 7919 * uint64_t(rollbacks));  // a new path after the rollback
       continue;
     }
 
     opt.zero_grad();
-    loss.backward();
+    tl.loss.backward();
     if (o.clip_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm());
     opt.step();
-    if (buffer && neg.defined()) buffer->update(bidx, neg);
+    if (buffer && b.neg.defined()) buffer->update(bidx, b.neg);
     ++step;
 
     last_loss = lv;
-    last_ep = e_pos.defined() ? e_pos.mean().item<double>() : 0;
-    last_en = e_neg.defined() ? e_neg.mean().item<double>() : 0;
     char status[160];
-    std::snprintf(status, sizeof status, "loss %.4f E+ %.3f E- %.3f%s", last_loss, last_ep, last_en,
-                  is_classifier_task(task) ? (" acc " + std::to_string(last_acc).substr(0, 5)).c_str() : "");
+    std::snprintf(status, sizeof status, "loss %.4f E+ %.3f E- %.3f%s", lv,
+                  tl.e_pos.defined() ? tl.e_pos.mean().item<double>() : 0.0,
+                  tl.e_neg.defined() ? tl.e_neg.mean().item<double>() : 0.0,
+                  std::isnan(tl.accuracy) ? "" : (" acc " + std::to_string(tl.accuracy).substr(0, 5)).c_str());
     bar.update(step, status);
 
     if (o.sample_every() > 0 && last_neg.defined() && step % o.sample_every() == 0) {
@@ -550,10 +444,10 @@ TrainResult train(const TrainOptions& o) {
       std::snprintf(name, sizeof name, "/samples/step_%06lld.png", (long long)step);
       write_png_grid(o.out() + name, last_neg.narrow(0, 0, std::min<int64_t>(64, last_neg.size(0))));
     }
-    if (step % o.checkpoint_every() == 0 || step == o.steps() ||
-        (o.stop_after() >= 0 && step - start_step >= o.stop_after()))
-      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, m_in, m_out, wall_now());
-    if (o.stop_after() >= 0 && step - start_step >= o.stop_after() && step < o.steps()) {
+    const bool stop_now = o.stop_after() >= 0 && step - start_step >= o.stop_after();
+    if (step % o.checkpoint_every() == 0 || step == o.steps() || stop_now)
+      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, task->m_in, task->m_out, wall_now());
+    if (stop_now && step < o.steps()) {
       bar.finish("stopped early (--stop-after); resume with --resume");
       TrainResult r;
       r.steps = step;
@@ -565,88 +459,38 @@ TrainResult train(const TrainOptions& o) {
   const double wall = wall_now();
   const double wall_this_run = wall - wall_before;
 
-  // ------------------------------------------------------------ end-of-run metrics
-  model->set_training(false);
-  nlohmann::json metrics;
-  DatasetOptions topt;
-  topt.split = "test";
-  topt.n = o.eval_n();
-  Dataset test = load_dataset(o.data(), topt);
-  torch::Tensor test_y = test.labels;
-  if (task == "attribute" && o.attribute() == "thickness") {
-    auto t = stroke_thickness(test.images);
-    const double lo = labels.info["tercile_boundaries"][0], hi = labels.info["tercile_boundaries"][1];
-    test_y = thickness_class(t, lo, hi);
-  }
-  if (model->num_classes() > 0 && test_y.defined()) {
-    Dataset t2 = test;
-    t2.labels = test_y;
-    metrics["test_accuracy"] = accuracy(*model, t2, o.eval_n());
-    metrics["test_n"] = test.size();
-  }
-  {
-    auto e_data = energy_batched(*model, test.images);
-    metrics["mean_energy_test"] = e_data.mean().item<double>();
-    auto g2 = at::detail::createCPUGenerator(o.seed() + 1);
-    auto noise = torch::rand({200, 1, 28, 28}, g2);
-    metrics["mean_energy_uniform_noise"] = energy_batched(*model, noise).mean().item<double>();
-    if (is_pcd(task)) {
-      auto r = langevin(*model, noise, LangevinOptions(sg).steps(60), {}, &g2);
-      metrics["mean_energy_samples"] = r.energy.mean().item<double>();
-      write_png_grid(o.out() + "/samples.png", r.x.narrow(0, 0, 64));
-    }
-    if (task == "dsm") {
-      // Tweedie denoising x^ = x~ - sigma^2 grad E(x~) at each training sigma.
-      auto x = test.images.narrow(0, 0, std::min<int64_t>(500, test.size()));
-      for (double s : o.dsm_sigmas()) {
-        auto xt = x + s * torch::randn(x.sizes(), g2);
-        if (o.dsm_clip()) xt = xt.clamp(0, 1);
-        auto xh = tweedie_step(*model, xt, s);
-        auto psnr = [&](const torch::Tensor& a) {
-          return (10 * torch::log10(1.0 / (a - x).pow(2).flatten(1).mean(1))).mean().item<double>();
-        };
-        char key[64];
-        std::snprintf(key, sizeof key, "tweedie_psnr_sigma_%.2f", s);
-        metrics[key] = psnr(xh);
-        std::snprintf(key, sizeof key, "noisy_psnr_sigma_%.2f", s);
-        metrics[key] = psnr(xt.clamp(0, 1));
-      }
-    }
-  }
-
+  // ------------------------------------------------------------ the card
   nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"lr_schedule", o.lr_schedule()},
                       {"augment_shift", o.augment_shift()}, {"beta1", o.beta1()},
                       {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
                       {"data_noise", o.data_noise()}, {"noise_augment", o.noise_augment()}};
-  if (is_pcd(task))
+  if (uses_replay_buffer(kind))
     opts.update({{"buffer_size", o.buffer_size()}, {"buffer_init", o.buffer_init()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
   if (!o.init().empty()) opts["init"] = o.init();
-  if (!o.purify_augment().empty())
-    opts.update({{"purify_augment", o.purify_augment()}, {"purify_fraction", o.purify_fraction()},
-                 {"purify", purify_options_json(purify_opts)}, {"purify_steps", purify_opts.steps()}});
-  if (o.adv_eps() > 0)
-    opts.update({{"adv_eps", o.adv_eps()}, {"adv_fraction", o.adv_fraction()}, {"adv_steps", o.adv_steps()}});
-  if (o.purify_attack_eps() > 0)
-    opts.update({{"purify_attack_eps", o.purify_attack_eps()}, {"purify_attack_fraction", o.purify_attack_fraction()},
-                 {"purify_attack_steps", o.purify_attack_steps()}});
-  if (task == "dsm") opts.update({{"dsm_sigmas", o.dsm_sigmas()}, {"dsm_clip", o.dsm_clip()}});
-  if (task == "energy-finetune")
-    opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o.ft_weight()},
-                 {"outliers", "pixel permutation, 7x7 patch shuffle, 9x9 box blur, 2-image mixture, "
-                              "uniform noise, contrast inversion (synthesised from the training batch)"}});
-  json card = {{"task", task}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},
-                 {"seed", o.seed()}, {"steps", step}, {"wall_seconds", wall},
-                 {"resumed_from_step", start_step},
-                 {"images_per_second", wall_this_run > 0 ? double((step - start_step) * o.batch()) / wall_this_run : 0.0},
-                 {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts}, {"metrics", metrics},
-                 {"ebmkit_version", version()}};
+  augment.card_options(opts);
+  task->card_options(opts);
+  nlohmann::json card = {{"task", task_name(kind)}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},
+                         {"seed", o.seed()}, {"steps", step}, {"wall_seconds", wall},
+                         {"resumed_from_step", start_step},
+                         {"images_per_second", wall_this_run > 0 ? double((step - start_step) * o.batch()) / wall_this_run : 0.0},
+                         {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts},
+                         {"ebmkit_version", version()}};
   if (!labels.info.is_null()) card["attribute"] = labels.info;
   // How composition reads E(x|c) (compose.h, ClassEnergy): a JEM-trained model's
   // logit -f(x)[c]; a purely discriminative one's -log p(c|x), to which
   // composition adds an unconditional prior.
-  if (task == "attribute") card["class_energy"] = o.gen_weight() > 0 ? "logit" : "nll";
+  if (kind == TaskKind::kAttribute) card["class_energy"] = o.gen_weight() > 0 ? "logit" : "nll";
+
+  // ------------------------------------------------------------ end-of-run metrics (val split; test is `ebm eval`'s)
+  ModelEvalOptions eo;
+  eo.split = "val";
+  eo.n = o.eval_n();
+  eo.seed = o.seed();
+  eo.samples_png = o.out() + "/samples.png";
+  card["metrics"] = evaluate_model(*model, card, eo);
+  card["metrics_split"] = "val";
   model->set_card(std::move(card));
   save_model(o.out(), *model);
   TrainResult r;

@@ -29,6 +29,7 @@ void build_app(CLI::App& app, Action& run) {
   add_denoise(app, run);
   add_inpaint(app, run);
   add_train(app, run);
+  add_model_eval(app, run);
   add_ood(app, run);
   add_compose(app, run);
   add_defend(app, run);

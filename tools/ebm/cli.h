@@ -62,6 +62,7 @@ void add_sample(CLI::App& app, Action& run);
 void add_denoise(CLI::App& app, Action& run);
 void add_inpaint(CLI::App& app, Action& run);
 void add_train(CLI::App& app, Action& run);
+void add_model_eval(CLI::App& app, Action& run);
 void add_compose(CLI::App& app, Action& run);
 void add_ood(CLI::App& app, Action& run);
 void add_defend(CLI::App& app, Action& run);

@@ -44,7 +44,7 @@ void add_train(CLI::App& app, Action& run) {
       "Training uses the dataset's 'fit' split; val and test are never trained on.\n"
       "Checkpoints go to MODEL/checkpoint.pt (atomic); --resume continues bit-exactly.\n"
       "Every run ends by saving MODEL/weights.pt and MODEL/card.json (command, seed,\n"
-      "wall time, images/s, metrics on the test split). A run whose energies blow up\n"
+      "wall time, images/s, metrics on the VAL split). A run whose energies blow up\n"
       "rolls back to its last checkpoint with half the learning rate.\n\n"
       "Example: ebm train --task dsm --data fashion-mnist --steps 3000 --out models/my-dsm");
   static TrainOptions o;
@@ -105,7 +105,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--sample-every", o.sample_every(), "PNG grid of negatives every N steps (0 = off)")->capture_default_str();
   sub->add_flag("--resume", o.resume(), "Continue from MODEL/checkpoint.pt");
   sub->add_option("--stop-after", o.stop_after(), "Stop after N steps in this run, keeping the checkpoint")->capture_default_str();
-  sub->add_option("--eval-n", o.eval_n(), "Test images for the end-of-run metrics")->capture_default_str();
+  sub->add_option("--eval-n", o.eval_n(), "Val images for the end-of-run metrics (test figures: `ebm eval`)")->capture_default_str();
   static Common c;
   add_common(sub, c, true);
   sub->callback([&run] {

@@ -72,7 +72,7 @@ torch::Tensor map_batched(const torch::Tensor& x, int64_t batch,
                           const std::function<torch::Tensor(const torch::Tensor&)>& f);
 
 /// Energy evaluated in batches without autograd: x[N,C,H,W] -> [N].
-torch::Tensor energy_batched(Energy& e, const torch::Tensor& x, int64_t batch = 512);
+torch::Tensor energy_batched(Energy& e, const torch::Tensor& x, int64_t batch = kScoringBatch);
 
 /// Analytic isotropic Gaussian: E(x) = ||x - mu||^2 / (2 sigma^2), summed over
 /// C,H,W. mu: [C,H,W] (or broadcastable). Its Boltzmann density is N(mu, sigma^2 I),

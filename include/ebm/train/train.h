@@ -143,7 +143,8 @@ struct TrainOptions {
   TORCH_ARG(int64_t, max_rollbacks) = 3;
   /// Fault injection for tests: treat the loss at this step as NaN, once (-1 = off).
   TORCH_ARG(int64_t, fault_step) = -1;
-  /// Images used for end-of-run metrics on the test split.
+  /// Images of the val split for the end-of-run metrics (evaluate.h); test
+  /// figures come from `ebm eval`, never from training.
   TORCH_ARG(int64_t, eval_n) = 2000;
   /// The command line recorded on the card.
   TORCH_ARG(std::string, command) = "";

@@ -1,0 +1,160 @@
+// evaluate.cpp: evaluate_ood (in-distribution test split vs each OOD set) and
+// the OodReport JSON. See ood.h.
+#include "ebm/ood/ood.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "ebm/core/common.h"
+#include "ebm/core/fs.h"
+#include "ebm/core/models.h"
+#include "ebm/io/data.h"
+#include "ebm/io/image_io.h"
+#include "ebm/io/plot.h"
+#include "ebm/io/progress.h"
+#include "format.h"
+
+namespace ebm {
+
+// ================================================================ evaluation
+
+std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
+  if (o.ood().empty()) throw UsageError("no OOD dataset given (--ood A,B,...)");
+  if (o.scores().empty()) throw UsageError("no OOD score given");
+  if (o.n_in() == 0 || o.n_in() < -1) throw UsageError("n_in must be positive or -1 (all), got " + std::to_string(o.n_in()));
+  if (o.n_ood() == 0 || o.n_ood() < -1) throw UsageError("n_ood must be positive or -1 (all), got " + std::to_string(o.n_ood()));
+  if (o.bootstrap() < 0) throw UsageError("bootstrap resamples must be >= 0, got " + std::to_string(o.bootstrap()));
+  for (const auto& s : o.scores()) check_score(s, e);
+  ScoreOptions so;
+  so.temperature(o.temperature()).batch(o.batch());
+  e.set_training(false);
+  // The combined score's scales come from the validation split, never from test or OOD data.
+  if (std::find(o.scores().begin(), o.scores().end(), "combined") != o.scores().end())
+    so.combined(fit_combined_stats(e, o.in(), "val", -1, so, o.root()));
+
+  DatasetOptions din;
+  din.split = "test";
+  din.n = o.n_in();
+  din.synthetic_n = o.n_in() > 0 ? o.n_in() : 2000;
+  din.seed = o.seed();
+  din.root = o.root();
+  const Dataset in = load_dataset(o.in(), din);
+  if (in.size() == 0) throw DataError("in-distribution set '" + o.in() + "' is empty");
+  std::vector<Dataset> outs;
+  for (const auto& name : o.ood()) {
+    DatasetOptions d = din;
+    d.n = o.n_ood();
+    d.synthetic_n = o.n_ood() > 0 ? o.n_ood() : 2000;
+    outs.push_back(load_dataset(name, d));
+    if (outs.back().size() == 0) throw DataError("OOD set '" + name + "' is empty");
+  }
+
+  const bool grad = std::find(o.scores().begin(), o.scores().end(), "grad-norm") != o.scores().end();
+  int64_t total = in.size();
+  for (const auto& d : outs) total += d.size();
+  std::unique_ptr<Progress> bar;
+  if (o.progress()) bar = std::make_unique<Progress>("ood eval", total, 5.0);
+  int64_t done = 0;
+  auto tick = [&](int64_t k) {
+    done += k;
+    if (bar) bar->update(done, grad ? "(grad-norm needs autograd)" : "");
+  };
+
+  const ScoreSet s_in = compute_scores(e, in.images, o.scores(), so, tick);
+  double accuracy = std::nan("");
+  if (s_in.predictions.defined() && in.labels.defined() && in.labels.size(0) == in.size())
+    accuracy = s_in.predictions.eq(in.labels).to(torch::kFloat64).mean().item<double>();
+  std::vector<ScoreSet> s_out;
+  for (const auto& d : outs) s_out.push_back(compute_scores(e, d.images, o.scores(), so, tick));
+  if (bar) bar->finish();
+
+  std::vector<OodReport> reports;
+  for (const auto& score : o.scores()) {
+    OodReport r;
+    r.score = score;
+    r.in = o.in();
+    r.n_in = in.size();
+    r.temperature = o.temperature();
+    r.in_scores = s_in.at(score);
+    r.mean_score_in = r.in_scores.mean().item<double>();
+    if (score == "combined") r.combined = so.combined();
+    r.accuracy = accuracy;
+    const auto vin = to_vector(r.in_scores);
+    for (size_t j = 0; j < outs.size(); ++j) {
+      OodSetResult res;
+      res.name = o.ood()[j];
+      res.n = outs[j].size();
+      res.scores = s_out[j].at(score);
+      res.mean_score = res.scores.mean().item<double>();
+      const auto vout = to_vector(res.scores);
+      res.metrics = ood_metrics(vin, vout);
+      if (o.bootstrap() > 0) {
+        res.has_ci = true;
+        res.ci = ood_metrics_ci(vin, vout, BootstrapOptions().resamples(o.bootstrap()).seed(o.seed() + j));
+      }
+      r.ood.push_back(res);
+    }
+    const double k = double(r.ood.size());
+    r.mean.n_in = r.n_in;
+    for (const auto& x : r.ood) {
+      r.mean.auroc += x.metrics.auroc / k;
+      r.mean.aupr_in += x.metrics.aupr_in / k;
+      r.mean.aupr_out += x.metrics.aupr_out / k;
+      r.mean.fpr95 += x.metrics.fpr95 / k;
+      r.mean.detection_error += x.metrics.detection_error / k;
+      r.mean.n_ood += x.n;
+    }
+    reports.push_back(std::move(r));
+  }
+  return reports;
+}
+
+json OodReport::to_json() const {
+  json j;
+  j["score"] = score;
+  j["in"] = in;
+  j["split"] = "test";
+  j["n_in"] = n_in;
+  j["temperature"] = temperature;
+  j["mean_score_in"] = mean_score_in;
+  if (combined.fitted) j["combined_stats"] = combined.to_json();
+  json arr = json::array();
+  for (const auto& x : ood) {
+    json o{{"name", x.name}, {"n", x.n}};
+    o.update(x.metrics.to_json());
+    o["mean_score"] = x.mean_score;
+    if (x.has_ci) o["ci"] = x.ci.to_json();
+    arr.push_back(o);
+  }
+  j["ood"] = arr;
+  json m = mean.to_json();
+  m["n"] = mean.n_ood;
+  j["mean"] = m;
+  if (!std::isnan(accuracy)) j["classifier"] = {{"accuracy", accuracy}};
+  j["conventions"] = {
+      {"score", "higher = more OOD"},
+      {"auroc", "ties count half (sklearn roc_auc_score)"},
+      {"aupr_in", "average precision, in-distribution positive, ranked by -score"},
+      {"aupr_out", "average precision, OOD positive, ranked by score"},
+      {"fpr95", "fraction of OOD accepted when 95% of in-distribution is accepted (positive = in-distribution)"},
+      {"detection_error", "min over thresholds of 0.5*(1-tpr) + 0.5*fpr"}};
+  return j;
+}
+
+json reports_json(const std::vector<OodReport>& reports) {
+  TORCH_INTERNAL_ASSERT(!reports.empty());
+  if (reports.size() == 1) return reports[0].to_json();
+  json j{{"in", reports[0].in}, {"split", "test"}, {"n_in", reports[0].n_in}};
+  if (!std::isnan(reports[0].accuracy)) j["classifier"] = {{"accuracy", reports[0].accuracy}};
+  j["scores"] = json::array();
+  for (const auto& r : reports) j["scores"].push_back(r.to_json());
+  return j;
+}
+
+}  // namespace ebm
