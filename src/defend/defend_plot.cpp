@@ -86,4 +86,50 @@ void write_defend_plot(const nlohmann::json& report, const std::string& path) {
   c.save(path);
 }
 
+namespace {
+std::string defend_heading(const nlohmann::json& rep) {
+  const std::string attack = rep.at("attack").get<std::string>();
+  char b[256];
+  std::snprintf(b, sizeof b, "%s, attack %s%s, n = %lld, clean accuracy %.4f", rep.value("data", std::string()).c_str(),
+                attack.c_str(),
+                attack == "cw" || rep.at("eps").is_null() ? "" : (" eps " + rep.at("eps").dump()).c_str(),
+                (long long)rep.at("n").get<int64_t>(), rep.at("clean_accuracy").get<double>());
+  return b;
+}
+}  // namespace
+
+std::string format_defend_table(const nlohmann::json& rep) {
+  std::string s = defend_heading(rep) + "\n";
+  char b[512];
+  std::snprintf(b, sizeof b, "%-11s %-9s %12s %15s %16s\n", "threat", "attack", "purify_steps", "clean_accuracy",
+                "robust_accuracy");
+  s += b;
+  for (const auto& r : rep.at("results")) {
+    std::snprintf(b, sizeof b, "%-11s %-9s %12lld %15.4f %16.4f\n", r.at("threat").get<std::string>().c_str(),
+                  r.at("attack").get<std::string>().c_str(), (long long)r.at("purify_steps").get<int64_t>(),
+                  r.at("clean_accuracy").get<double>(), r.at("robust_accuracy").get<double>());
+    s += b;
+  }
+  for (const auto& c : rep.value("sanity_checks", nlohmann::json::array())) {
+    std::snprintf(b, sizeof b, "sanity %-15s %-11s %s  %s\n", c.at("name").get<std::string>().c_str(),
+                  c.at("threat").get<std::string>().c_str(), c.at("passed").get<bool>() ? "ok    " : "FAILED",
+                  c.at("points").dump().c_str());
+    s += b;
+  }
+  return s;
+}
+
+std::string format_defend_markdown(const nlohmann::json& rep) {
+  std::string s = defend_heading(rep) + ".\n\n| threat | attack | purification steps | clean accuracy | robust accuracy |\n"
+                                        "|---|---|---:|---:|---:|\n";
+  char b[256];
+  for (const auto& r : rep.at("results")) {
+    std::snprintf(b, sizeof b, "| %s | %s | %lld | %.4f | %.4f |\n", r.at("threat").get<std::string>().c_str(),
+                  r.at("attack").get<std::string>().c_str(), (long long)r.at("purify_steps").get<int64_t>(),
+                  r.at("clean_accuracy").get<double>(), r.at("robust_accuracy").get<double>());
+    s += b;
+  }
+  return s;
+}
+
 }  // namespace ebm

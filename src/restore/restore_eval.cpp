@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 
 #include "ebm/restore/baselines.h"
@@ -51,15 +52,17 @@ struct Row {
   nlohmann::json params = nlohmann::json::object();
 };
 
-nlohmann::json score_rows(const std::vector<Row>& rows, const torch::Tensor& clean, const torch::Tensor& missing) {
-  nlohmann::json methods = nlohmann::json::array();
+std::vector<RestoreMethodResult> score_rows(const std::vector<Row>& rows, const torch::Tensor& clean,
+                                           const torch::Tensor& missing) {
+  std::vector<RestoreMethodResult> methods;
   for (auto& r : rows) {
-    nlohmann::json m{{"name", r.name},
-                     {"psnr", psnr(r.out, clean).mean().item<double>()},
-                     {"ssim", ssim(r.out, clean).mean().item<double>()},
-                     {"seconds", r.seconds / double(clean.size(0))},
-                     {"params", r.params}};
-    if (missing.defined()) m["psnr_masked"] = psnr_masked(r.out, clean, missing).mean().item<double>();
+    RestoreMethodResult m;
+    m.name = r.name;
+    m.psnr = psnr(r.out, clean).mean().item<double>();
+    m.ssim = ssim(r.out, clean).mean().item<double>();
+    m.seconds = r.seconds / double(clean.size(0));
+    m.params = r.params;
+    if (missing.defined()) m.psnr_masked = psnr_masked(r.out, clean, missing).mean().item<double>();
     methods.push_back(m);
   }
   return methods;
@@ -181,7 +184,7 @@ torch::Tensor ebm_inpaint(Energy& e, const std::string& m, const torch::Tensor& 
   return torch::where(k, image, tweedie_step(e, x, s_min));
 }
 
-nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
+RestoreReport denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   if (!(o.sigma() > 0)) throw UsageError("--sigma must be > 0, got " + std::to_string(o.sigma()));
   DatasetOptions dt, dv;
   dt.split = check_eval_split(o.split()), dt.n = o.n();
@@ -217,12 +220,14 @@ nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o) {
   }
   bar.finish();
   write_grid(o.grid(), clean, rows);
-  return {{"sigma", o.sigma()}, {"data", o.data()}, {"split", o.split()}, {"n", clean.size(0)}, {"clipped", true},
-          {"seed", o.seed()}, {"methods", score_rows(rows, clean, {})},
-          {"note", "noisy = clean + N(0, sigma^2), clipped to [0,1]; baselines tuned on the val split by mean PSNR"}};
+  RestoreReport rep;
+  rep.kind = "denoise", rep.data = o.data(), rep.split = o.split(), rep.sigma = o.sigma();
+  rep.n = clean.size(0), rep.seed = o.seed(), rep.methods = score_rows(rows, clean, {});
+  rep.note = "noisy = clean + N(0, sigma^2), clipped to [0,1]; baselines tuned on the val split by mean PSNR";
+  return rep;
 }
 
-nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
+RestoreReport inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   DatasetOptions dt, dv;
   dt.split = check_eval_split(o.split()), dt.n = o.n();
   dv.split = "val", dv.n = o.n_val();
@@ -264,9 +269,72 @@ nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o) {
   }
   bar.finish();
   write_grid(o.grid(), clean, rows);
-  return {{"mask", o.mask()}, {"data", o.data()}, {"split", o.split()}, {"n", clean.size(0)}, {"seed", o.seed()},
-          {"methods", score_rows(rows, clean, missing)},
-          {"note", "psnr_masked is over the missing pixels only; baselines tuned on the val split by mean PSNR"}};
+  RestoreReport rep;
+  rep.kind = "inpaint", rep.data = o.data(), rep.split = o.split(), rep.mask = o.mask();
+  rep.n = clean.size(0), rep.seed = o.seed(), rep.methods = score_rows(rows, clean, missing);
+  rep.note = "psnr_masked is over the missing pixels only; baselines tuned on the val split by mean PSNR";
+  return rep;
+}
+
+// ---------------------------------------------------------------- report writers
+
+nlohmann::json RestoreReport::to_json() const {
+  nlohmann::json ms = nlohmann::json::array();
+  for (const auto& m : methods) {
+    nlohmann::json j{{"name", m.name}, {"psnr", m.psnr}, {"ssim", m.ssim}, {"seconds", m.seconds}, {"params", m.params}};
+    if (!std::isnan(m.psnr_masked)) j["psnr_masked"] = m.psnr_masked;
+    ms.push_back(j);
+  }
+  nlohmann::json j{{"data", data}, {"split", split}, {"n", n}, {"seed", seed}, {"methods", ms}, {"note", note}};
+  if (kind == "denoise") {
+    j["sigma"] = sigma;
+    j["clipped"] = true;
+  } else {
+    j["mask"] = mask;
+  }
+  return j;
+}
+
+namespace {
+std::string restore_heading(const RestoreReport& r) {
+  char b[256];
+  std::snprintf(b, sizeof b, "%s on %s %s, n = %lld, %s", r.kind == "inpaint" ? "inpainting" : "denoising",
+                r.data.c_str(), r.split.c_str(), (long long)r.n,
+                r.kind == "inpaint" ? ("mask " + r.mask).c_str() : ("sigma " + std::to_string(r.sigma).substr(0, 5) + " (clipped)").c_str());
+  return b;
+}
+}  // namespace
+
+std::string RestoreReport::to_text() const {
+  const bool inp = kind == "inpaint";
+  std::string s = restore_heading(*this) + "\n";
+  char b[512];
+  std::snprintf(b, sizeof b, "%-18s %8s %8s %8s %10s  %s\n", "method", "psnr", inp ? "psnr_m" : "", "ssim", "s/image", "params");
+  s += b;
+  for (const auto& m : methods) {
+    char pm[32] = "";
+    if (inp) std::snprintf(pm, sizeof pm, "%.2f", m.psnr_masked);
+    std::snprintf(b, sizeof b, "%-18s %8.2f %8s %8.4f %10.5f  %s\n", m.name.c_str(), m.psnr, pm, m.ssim, m.seconds,
+                  m.params.dump().c_str());
+    s += b;
+  }
+  return s;
+}
+
+std::string RestoreReport::to_markdown() const {
+  const bool inp = kind == "inpaint";
+  std::string s = restore_heading(*this) + ".\n\n";
+  s += inp ? "| method | PSNR (dB) | PSNR missing (dB) | SSIM | s/image |\n|---|---:|---:|---:|---:|\n"
+           : "| method | PSNR (dB) | SSIM | s/image |\n|---|---:|---:|---:|\n";
+  char b[256];
+  for (const auto& m : methods) {
+    if (inp)
+      std::snprintf(b, sizeof b, "| %s | %.2f | %.2f | %.4f | %.5f |\n", m.name.c_str(), m.psnr, m.psnr_masked, m.ssim, m.seconds);
+    else
+      std::snprintf(b, sizeof b, "| %s | %.2f | %.4f | %.5f |\n", m.name.c_str(), m.psnr, m.ssim, m.seconds);
+    s += b;
+  }
+  return s;
 }
 
 }  // namespace ebm

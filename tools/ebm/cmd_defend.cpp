@@ -62,7 +62,7 @@ void add_eval(CLI::App* parent, Action& run) {
   // Flags bind to DefendEvalOptions (and its PgdOptions, CwOptions and
   // PurifyOptions), so every default shown is the library's.
   struct Flags {
-    std::string plots;
+    std::string plots, markdown;
     DefendEvalOptions o;
     bool no_random_start = false, no_sanity = false;
     Common c;
@@ -110,6 +110,7 @@ void add_eval(CLI::App* parent, Action& run) {
   sub->add_option("--sanity-n", o.sanity_n(), "Images used by the sanity checks")->capture_default_str()->group(gs);
   sub->add_option("--sanity-steps", o.sanity_steps(), "Purification length they use (-1 = the longest)")->capture_default_str()->group(gs);
   sub->add_option("--sanity-tolerance", o.sanity_tolerance(), "Allowed accuracy rise for purified threats")->capture_default_str()->group(gs);
+  sub->add_option("--markdown", f->markdown, "Also write the results table as Markdown");
   sub->add_option("--plots", f->plots, "Write the accuracy-vs-purify-steps curve as DIR/defend-<attack>.png");
   add_common(sub, f->c, true);
   sub->footer(kDefendFooter);
@@ -137,6 +138,7 @@ void add_eval(CLI::App* parent, Action& run) {
       rep["classifier"] = f->o.classifier();
       rep["ebm"] = f->o.purifier();
       rep["command"] = command_line();
+      rep["models"] = {{f->o.classifier(), model_hash(f->o.classifier())}, {f->o.purifier(), model_hash(f->o.purifier())}};
       if (!f->plots.empty()) {
         make_dirs(f->plots);
         const std::string path = f->plots + "/defend-" + o.attack() + ".png";
@@ -144,19 +146,9 @@ void add_eval(CLI::App* parent, Action& run) {
         std::fprintf(stderr, "wrote %s\n", path.c_str());
       }
       write_json(f->c.json_out, rep);
+      if (!f->markdown.empty()) write_file_atomic(f->markdown, format_defend_markdown(rep));
       std::FILE* to = f->c.json_out == "-" ? stderr : stdout;
-      std::fprintf(to, "%s, attack %s%s, n = %lld, clean accuracy %.4f\n", o.data().c_str(), o.attack().c_str(),
-                   o.attack() == "cw" ? "" : (" eps " + std::to_string(o.eps()).substr(0, 5)).c_str(),
-                   (long long)rep["n"].get<int64_t>(), rep["clean_accuracy"].get<double>());
-      std::fprintf(to, "%-11s %-9s %12s %15s %16s\n", "threat", "attack", "purify_steps", "clean_accuracy", "robust_accuracy");
-      for (const auto& r : rep["results"])
-        std::fprintf(to, "%-11s %-9s %12lld %15.4f %16.4f\n", r["threat"].get<std::string>().c_str(),
-                     r["attack"].get<std::string>().c_str(), (long long)r["purify_steps"].get<int64_t>(),
-                     r["clean_accuracy"].get<double>(), r["robust_accuracy"].get<double>());
-      for (const auto& c : rep["sanity_checks"])
-        std::fprintf(to, "sanity %-15s %-11s %s  %s\n", c["name"].get<std::string>().c_str(),
-                     c["threat"].get<std::string>().c_str(), c["passed"].get<bool>() ? "ok    " : "FAILED",
-                     c["points"].dump().c_str());
+      std::fputs(format_defend_table(rep).c_str(), to);
       std::fflush(to);
       return 0;
     };

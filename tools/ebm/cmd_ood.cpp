@@ -88,6 +88,7 @@ void add_eval(CLI::App* ood, Action& run) {
       const auto reports = evaluate_ood(*e, o);
       json j = reports_json(reports);
       j["model"] = model;
+      j["model_sha256"] = model_hash(model);
       j["command"] = command_line();
       // Side outputs first, so that a failure leaves no JSON claiming success.
       if (!plots.empty()) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "cli.h"
+#include "ebm/core/fs.h"
 #include "ebm/io/image_io.h"
 #include "ebm/core/models.h"
 #include "ebm/restore/restore.h"
@@ -22,6 +23,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
     std::string model;
     RestoreEvalOptions o;
     bool no_baselines = false;
+    std::string markdown;
     Common c;
   };
   auto f = std::make_shared<Flags>();
@@ -53,6 +55,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
   sub->add_option("--methods", o.methods(), "EBM methods to run (default: all)")->delimiter(',');
   sub->add_flag("--no-baselines", f->no_baselines, "Skip the OpenCV baselines");
   sub->add_option("--grid", o.grid(), "PNG: rows clean / input / each method (first 8 images)");
+  sub->add_option("--markdown", f->markdown, "Also write the table as Markdown");
   add_common(sub, f->c, true);
   sub->callback([&run, f, is_inpaint] {
     run = [f, is_inpaint] {
@@ -61,20 +64,13 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
       if (f->model.empty()) f->model = default_restore_model(o.data());
       auto e = load_model(f->model);
       o.baselines(!f->no_baselines).seed(f->c.seed);
-      json rep = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
+      const RestoreReport r = is_inpaint ? inpaint_eval(*e, o) : denoise_eval(*e, o);
+      json rep = r.to_json();
       rep["model"] = f->model;
+      rep["model_sha256"] = model_hash(f->model);
       rep["command"] = command_line();
-      if (f->c.json_out != "-") {
-        std::printf("%s on %s %s, n = %lld, %s\n", is_inpaint ? "inpainting" : "denoising", o.data().c_str(),
-                    o.split().c_str(), (long long)rep["n"].get<int64_t>(),
-                    is_inpaint ? ("mask " + o.mask()).c_str() : ("sigma " + std::to_string(o.sigma()) + " (clipped)").c_str());
-        std::printf("%-18s %8s %8s %8s %10s  %s\n", "method", "psnr", is_inpaint ? "psnr_m" : "", "ssim", "s/image", "params");
-        for (auto& m : rep["methods"]) {
-          std::string pm = is_inpaint ? std::to_string(m["psnr_masked"].get<double>()).substr(0, 6) : "";
-          std::printf("%-18s %8.2f %8s %8.4f %10.5f  %s\n", m["name"].get<std::string>().c_str(), m["psnr"].get<double>(),
-                      pm.c_str(), m["ssim"].get<double>(), m["seconds"].get<double>(), m["params"].dump().c_str());
-        }
-      }
+      if (!f->markdown.empty()) write_file_atomic(f->markdown, r.to_markdown());
+      if (f->c.json_out != "-") std::fputs(r.to_text().c_str(), stdout);
       write_json(f->c.json_out, rep);
       return 0;
     };

@@ -86,6 +86,12 @@ void check_defend_options(const DefendEvalOptions& o);
 ///    "sanity_failed":[...], "attack_options", "purifier", "seconds"}
 nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o);
 
+/// defend_eval's report as text: a heading, one row per threat and
+/// purification length, and the sanity checks.
+std::string format_defend_table(const nlohmann::json& report);
+/// The same rows as a Markdown table.
+std::string format_defend_markdown(const nlohmann::json& report);
+
 /// Robust-accuracy-vs-purify-steps curve (one line per threat, plus clean
 /// accuracy after purification) as a PNG at `path`, from a defend_eval report.
 void write_defend_plot(const nlohmann::json& report, const std::string& path);

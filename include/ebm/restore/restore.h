@@ -7,6 +7,10 @@
 
 #include <torch/types.h>
 
+#include <cmath>
+#include <string>
+#include <vector>
+
 #include "ebm/core/langevin.h"
 
 namespace ebm {
@@ -144,9 +148,36 @@ double card_sigma_max(const Energy& e, double fallback = 0.4);
 /// mnist, models/fmnist-dsm otherwise.
 std::string default_restore_model(const std::string& data);
 
-/// {"sigma","data","n","clipped":true,"methods":[{"name","psnr","ssim","seconds","params"}]}
-nlohmann::json denoise_eval(Energy& e, const RestoreEvalOptions& o);
-/// {"mask","data","n","methods":[{"name","psnr","psnr_masked","ssim","seconds","params"}]}
-nlohmann::json inpaint_eval(Energy& e, const RestoreEvalOptions& o);
+/// One method's row of a restoration report (means over the images).
+struct RestoreMethodResult {
+  std::string name;                   ///< "noisy"/"masked" (the input), "ebm-<method>", or a baseline
+  double psnr = 0, ssim = 0;
+  double psnr_masked = std::nan("");  ///< inpainting: PSNR over the missing pixels only
+  double seconds = 0;                 ///< per image
+  nlohmann::json params;              ///< the method's settings (baselines: the value tuned on val)
+};
+
+/// What `ebm denoise eval` / `ebm inpaint eval` measure, with its writers.
+struct RestoreReport {
+  std::string kind;  ///< "denoise" | "inpaint"
+  std::string data, split;
+  double sigma = 0;  ///< denoise: the noise std (clipped noise)
+  std::string mask;  ///< inpaint: the mask spec
+  int64_t n = 0;
+  uint64_t seed = 0;
+  std::vector<RestoreMethodResult> methods;
+  std::string note;
+
+  /// denoise: {"sigma","data","split","n","clipped":true,"seed","methods":[{"name","psnr","ssim","seconds","params"}],"note"}
+  /// inpaint: {"mask","data","split","n","seed","methods":[{... "psnr_masked"}],"note"}
+  nlohmann::json to_json() const;
+  /// A fixed-width table, one row per method.
+  std::string to_text() const;
+  /// The same table in Markdown.
+  std::string to_markdown() const;
+};
+
+RestoreReport denoise_eval(Energy& e, const RestoreEvalOptions& o);
+RestoreReport inpaint_eval(Energy& e, const RestoreEvalOptions& o);
 
 }  // namespace ebm
