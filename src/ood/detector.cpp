@@ -182,12 +182,11 @@ void check_model(const Detector& d, const std::string& model_path) {
 std::string detector_model_path(const Detector& d, const std::string& detector_path,
                                 const std::string& override_path) {
   if (!override_path.empty()) return override_path;
-  struct stat st;
-  if (::stat(d.model.c_str(), &st) == 0) return d.model;
+  if (path_exists(d.model)) return d.model;
   const auto slash = detector_path.find_last_of('/');
   if (!d.model.empty() && d.model[0] != '/' && slash != std::string::npos) {
     const std::string rel = detector_path.substr(0, slash + 1) + d.model;
-    if (::stat(rel.c_str(), &st) == 0) return rel;
+    if (path_exists(rel)) return rel;
     throw DataError("the detector's model '" + d.model + "' does not exist (also tried '" + rel + "'); pass --model");
   }
   throw DataError("the detector's model '" + d.model + "' does not exist; pass --model");
