@@ -21,11 +21,13 @@ build:
 test: setup build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
-## demo: denoise, inpaint and sample on Fashion-MNIST; PNGs under out/demo/
+## demo: one short visual section per capability (OOD, denoise, inpaint, compose,
+##       sample, defend) on the shipped models; PNGs under out/demo/; < 3 min once built
 demo: setup build
 	scripts/demo
 
-## bench: benchmarks and peer comparisons (slow; never part of ctest)
+## bench: regenerate every report README.md cites (results/) and the micro-benchmarks
+##        (hours; never part of ctest)
 bench: setup build
 	scripts/bench
 
