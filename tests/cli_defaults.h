@@ -57,6 +57,12 @@ inline std::string show(const std::vector<double>& v) {
   return s + "]";
 }
 
+inline std::string show(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s + "]";
+}
+
 namespace detail {
 // Numbers compare by value (CLI11 and iostreams print doubles differently);
 // everything else compares as text.

@@ -134,6 +134,7 @@ TEST(CliDefaults, Train) {
                                    {"--m-in", std::isnan(o.m_in()) ? "auto" : show(o.m_in())},
                                    {"--m-out", std::isnan(o.m_out()) ? "auto" : show(o.m_out())},
                                    {"--ft-weight", show(o.ft_weight())},
+                                   {"--outliers", show(o.outliers())},
                                    {"--checkpoint-every", show(o.checkpoint_every())},
                                    {"--sample-every", show(o.sample_every())},
                                    {"--stop-after", show(o.stop_after())},

@@ -76,14 +76,14 @@ struct TinyAttrs {
     thick = dir + "/thick";
     torch::manual_seed(5);
     NativeModel d(json{{"type", "conv-classifier"}, {"width", 4}, {"num_classes", 10}});
-    d.card = {{"attribute", {{"attribute", "digit"}, {"classes", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}}},
-              {"class_energy", "nll"},
-              {"calibration", {{"temperature", 2.0}}}};
+    d.set_card({{"attribute", {{"attribute", "digit"}, {"classes", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}}},
+                {"class_energy", "nll"},
+                {"calibration", {{"temperature", 2.0}}}});
     save_model(digit, d);
     NativeModel t(json{{"type", "conv-classifier"}, {"width", 4}, {"num_classes", 3}});
-    t.card = {{"attribute", {{"attribute", "thickness"}, {"classes", {"thin", "medium", "thick"}},
-                             {"tercile_boundaries", {2.6, 3.4}}}},
-              {"class_energy", "nll"}};
+    t.set_card({{"attribute", {{"attribute", "thickness"}, {"classes", {"thin", "medium", "thick"}},
+                               {"tercile_boundaries", {2.6, 3.4}}}},
+                {"class_energy", "nll"}});
     save_model(thick, t);
   }
 };

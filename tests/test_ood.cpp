@@ -63,7 +63,7 @@ class NanEnergy : public Energy {
 std::string save_random_classifier(const std::string& dir, uint64_t seed) {
   torch::manual_seed(seed);
   NativeModel m(json{{"type", "conv-classifier"}, {"width", 4}});
-  m.card["task"] = "clf";
+  m.set_card({{"task", "clf"}});
   save_model(dir, m);
   return dir;
 }
@@ -91,10 +91,11 @@ void classifier_scores_have_closed_forms() {
   auto g = at::detail::createCPUGenerator(1);
   const auto x = torch::rand({7, 1, 5, 5}, g);
   const auto L = e.logits(x).to(torch::kFloat64);
-  // Every score but "combined" (it needs fitted statistics; tested on its own below).
+  // Every score but "combined" (it needs fitted statistics; tested on its own below)
+  // and the post-hoc detectors (test_posthoc.cpp).
   std::vector<std::string> names;
   for (const auto& n : score_names())
-    if (n != "combined") names.push_back(n);
+    if (n != "combined" && !is_posthoc(n)) names.push_back(n);
   const auto s = compute_scores(e, x, names, ScoreOptions().temperature(2.0).batch(3));
   EXPECT_TRUE(torch::allclose(s.at("energy"), -2.0 * torch::logsumexp(L / 2.0, 1), 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(s.at("msp"), -std::get<0>(torch::softmax(L, 1).max(1)), 1e-6, 1e-6));
@@ -114,7 +115,11 @@ void classifier_scores_have_closed_forms() {
   EXPECT_TRUE(torch::allclose(s1.at("msp"), s.at("msp"), 0, 1e-12));
   // T = 1 is the plain free energy, i.e. the model's own energy.
   EXPECT_TRUE(torch::allclose(ood_score(e, x, "energy"), e.energy(x).to(torch::kFloat64), 1e-6, 1e-6));
-  EXPECT_EQ(parse_scores("all", e), score_names());
+  // A classifier without a linear head on exposed features: every score but the feature-based detectors.
+  EXPECT_EQ(parse_scores("all", e), (std::vector<std::string>{"energy", "msp", "maxlogit", "grad-norm",
+                                                               "energy-complexity", "combined", "odin"}));
+  EXPECT_THROW(check_score("mahalanobis", e), UsageError);
+  EXPECT_THROW(compute_scores(e, x, {"knn"}), UsageError);
   // DESIGN.md's "free-energy" is the classifier's energy.
   EXPECT_EQ(parse_scores("free-energy,msp", e), (std::vector<std::string>{"energy", "msp"}));
   EXPECT_TRUE(torch::equal(ood_score(e, x, "free-energy"), ood_score(e, x, "energy")));
@@ -189,6 +194,63 @@ TEST(OodScores, SignConventionNoiseIsMoreOod) {
   EXPECT_TRUE(torch::allclose(reports[0].in_scores, ood_score(e, test.images, "energy"), 0, 1e-9));
   EXPECT_TRUE(std::isnan(reports[0].accuracy));  // no classifier
   EXPECT_FALSE(reports[0].to_json().contains("classifier"));
+}
+
+TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
+  // The label rules: the other digit/clothing set and letters are near, noise and real photos far.
+  EXPECT_EQ(ood_group("fashion-mnist", "mnist"), "near");
+  EXPECT_EQ(ood_group("mnist", "fashion-mnist"), "near");
+  EXPECT_EQ(ood_group("mnist", "letters"), "near");
+  EXPECT_EQ(ood_group("mnist", "vflip:mnist"), "near");
+  EXPECT_EQ(ood_group("fashion-mnist", "invert:mnist"), "near");
+  for (const char* far : {"uniform", "gaussian", "constant", "icons", "photos", "x.npy"})
+    EXPECT_EQ(ood_group("mnist", far), "far") << far;
+  EXPECT_TRUE(is_seen("invert:mnist", {"uniform", "invert:*"}));
+  EXPECT_TRUE(is_seen("uniform", {"uniform", "invert:*"}));
+  EXPECT_FALSE(is_seen("gaussian", {"uniform", "invert:*"}));
+  EXPECT_FALSE(is_seen("vflip:mnist", {"invert:*"}));
+
+  // Cards: synthesised training outliers -> uniform and invert:*; ensembles inherit their members'.
+  const auto root = tmpdir("seen");
+  make_dirs(root + "/eft");
+  make_dirs(root + "/plain");
+  make_dirs(root + "/ens");
+  write_file_atomic(root + "/eft/card.json", json{{"options", {{"outliers", "pixel permutation, ..."}}}}.dump());
+  write_file_atomic(root + "/plain/card.json", json{{"options", {{"lr", 1e-3}}}}.dump());
+  write_file_atomic(root + "/ens/card.json",
+                    json{{"members", json::array({json{{"model", "../plain"}}, json{{"model", "../eft"}}})}}.dump());
+  EXPECT_EQ(seen_in_training(root + "/eft"), (std::vector<std::string>{"uniform", "invert:*"}));
+  EXPECT_TRUE(seen_in_training(root + "/plain").empty());
+  EXPECT_EQ(seen_in_training(root + "/ens"), (std::vector<std::string>{"uniform", "invert:*"}));
+
+  // A seen set is reported but left out of every mean; the group means average the rest.
+  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  GaussianEnergy e(torch::full({1, 28, 28}, 0.1f), 0.3);
+  const auto r = evaluate_ood(e, OodEvalOptions()
+                                     .in("mnist")
+                                     .ood({"uniform", "gaussian", "vflip:mnist", "invert:mnist"})
+                                     .n_in(200)
+                                     .n_ood(100)
+                                     .seen({"uniform", "invert:*"})
+                                     .progress(false))[0];
+  ASSERT_EQ(r.ood.size(), 4u);
+  EXPECT_TRUE(r.ood[0].seen);
+  EXPECT_FALSE(r.ood[1].seen);
+  EXPECT_TRUE(r.ood[3].seen);
+  EXPECT_NEAR(r.mean.auroc, (r.ood[1].metrics.auroc + r.ood[2].metrics.auroc) / 2, 1e-12);
+  EXPECT_EQ(r.mean.n_ood, 200);
+  ASSERT_EQ(r.groups.size(), 2u);
+  EXPECT_EQ(r.groups[0].first, "near");
+  EXPECT_NEAR(r.groups[0].second.auroc, r.ood[2].metrics.auroc, 1e-12);
+  EXPECT_EQ(r.groups[1].first, "far");
+  EXPECT_NEAR(r.groups[1].second.auroc, r.ood[1].metrics.auroc, 1e-12);
+  const json j = r.to_json();
+  EXPECT_EQ(j["ood"][0]["seen_in_training"], true);
+  EXPECT_EQ(j["ood"][2]["group"], "near");
+  EXPECT_TRUE(j["groups"].contains("far"));
+  const auto table = format_table({r});
+  EXPECT_NE(table.find("uniform (far, seen in training)"), std::string::npos) << table;
+  EXPECT_NE(table.find("mean near"), std::string::npos) << table;
 }
 
 TEST(OodScores, CombinedIsComplexityScoreGatedByTheLargestValidationEnergy) {
@@ -422,7 +484,9 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
                      .seed(9)
                      .progress(false);
   const auto reports = evaluate_ood(*e, o);
-  ASSERT_EQ(reports.size(), 6u);
+  // A built-in classifier gets every score, the post-hoc detectors included.
+  ASSERT_EQ(reports.size(), score_names().size());
+  ASSERT_EQ(reports.size(), 11u);
   for (const auto& r : reports) {
     EXPECT_EQ(r.n_in, 120);
     ASSERT_EQ(r.ood.size(), 3u);
@@ -453,7 +517,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   EXPECT_EQ(one["ood"][0]["name"], "fashion-mnist");
   EXPECT_TRUE(one["classifier"]["accuracy"].is_number());
   const json all = reports_json(reports);
-  ASSERT_EQ(all["scores"].size(), 6u);
+  ASSERT_EQ(all["scores"].size(), 11u);
   EXPECT_EQ(all["scores"][3]["score"], "grad-norm");
   EXPECT_EQ(reports_json({reports[0]}), one);
 
@@ -464,7 +528,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   const auto single = format_table({reports[0]});
   for (const char* s : {"AUPR-In", "AUPR-Out", "mean"}) EXPECT_NE(single.find(s), std::string::npos) << s;
   const auto csv = format_csv(reports);
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 6 * 4);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 11 * 4);
   EXPECT_NE(format_markdown(reports).find("| OOD |"), std::string::npos);
   // Per-image scores: one row per image (120 in + 3 x 60 OOD), one column per
   // score, values equal to the reports' own tensors.
@@ -478,7 +542,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
   EXPECT_EQ(first.rfind("in:mnist,0,", 0), 0u) << first;
   EXPECT_NEAR(std::stod(first.substr(first.find(',', 9) + 1)), reports[0].in_scores[0].item<double>(), 1e-6);
   const auto pngs = write_ood_plots(reports, root + "/plots/sub");
-  EXPECT_EQ(pngs.size(), 6u * 3 + 6);
+  EXPECT_EQ(pngs.size(), 11u * 3 + 11);
   for (const auto& p : pngs) {
     const auto img = read_tensor(p);
     EXPECT_EQ(img.dim(), 2) << p;
@@ -501,7 +565,7 @@ TEST(OodCli, EvalCalibratePredict) {
   // The card's default_score is used when --score is omitted; "all" = every score.
   torch::manual_seed(6);
   NativeModel net(json{{"type", "conv-classifier"}, {"width", 4}});
-  net.card["default_score"] = "all";
+  net.set_card({{"default_score", "all"}});
   save_model(root + "/m", net);
   const std::string m = root + "/m", other = save_random_classifier(root + "/o", 7);
   const std::string q = " --threads 1 -q 2>" + root + "/err";
@@ -510,13 +574,19 @@ TEST(OodCli, EvalCalibratePredict) {
                       " --csv " + root + "/r.csv > " + root + "/r.json" + q), 0)
       << slurp(root + "/err");
   const json r = json::parse(slurp(root + "/r.json"));
-  ASSERT_EQ(r["scores"].size(), 6u);
+  ASSERT_EQ(r["scores"].size(), 11u);
   EXPECT_EQ(r["scores"][0]["score"], "energy");
   EXPECT_EQ(r["scores"][0]["ood"][1]["name"], "constant");
   EXPECT_EQ(r["scores"][0]["n_in"], 100);
   EXPECT_NE(slurp(root + "/err").find("mean"), std::string::npos);
   const auto csv = slurp(root + "/r.csv");
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 6 * 3);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 11 * 3);
+  // The post-hoc reports say what their choices were made on: validation data only.
+  for (const auto& sc : r["scores"])
+    if (is_posthoc(sc["score"])) {
+      EXPECT_NE(sc["choices"]["chosen_on"].get<std::string>().find("mnist/val"), std::string::npos) << sc["score"];
+      EXPECT_EQ(sc["choices"]["chosen_on"].get<std::string>().find("uniform"), std::string::npos) << sc["score"];
+    }
 
   ASSERT_EQ(run(ebm + " ood calibrate --model " + m + " --in mnist --percentile 90 --out " + root + "/det.json > /dev/null" + q), 0)
       << slurp(root + "/err");

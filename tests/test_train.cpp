@@ -152,6 +152,17 @@ TEST(Outliers, ShapeRangeAndDeterminism) {
   EXPECT_GE(a.min().item<float>(), 0.f);
   EXPECT_LE(a.max().item<float>(), 1.f);
   EXPECT_FALSE(torch::allclose(a, x));
+  // One kind at a time, against its definition.
+  auto g3 = at::detail::createCPUGenerator(6);
+  EXPECT_TRUE(torch::allclose(synthesize_outliers(x, g3, {"invert"}), 1 - x));
+  auto g4 = at::detail::createCPUGenerator(6);
+  const auto ps = synthesize_outliers(x, g4, {"pixel-shuffle"});
+  EXPECT_TRUE(torch::equal(std::get<0>(ps.flatten(1).sort(1)), std::get<0>(x.flatten(1).sort(1))));
+  // The default leaves out the test sets' generators; the card names those a choice includes.
+  EXPECT_TRUE(outlier_test_sets(TrainOptions().outliers()).empty());
+  EXPECT_EQ(outlier_test_sets(outlier_kinds()), (std::vector<std::string>{"uniform", "invert:*"}));
+  EXPECT_THROW(synthesize_outliers(x, g4, {"rotate"}), UsageError);
+  EXPECT_THROW(synthesize_outliers(x, g4, {}), UsageError);
 }
 
 TEST(Thickness, SyntheticBarsOfKnownWidth) {

@@ -72,9 +72,11 @@ ConvClassifierImpl::ConvClassifierImpl(const ConvClassifierOptions& o) : options
   head = register_module("head", nn::Linear(4 * w, o.num_classes()));
 }
 
-torch::Tensor ConvClassifierImpl::forward(const torch::Tensor& x) {
+torch::Tensor ConvClassifierImpl::forward(const torch::Tensor& x) { return head->forward(features(x)); }
+
+torch::Tensor ConvClassifierImpl::features(const torch::Tensor& x) {
   check_input(x, options.channels(), "ConvClassifier");
-  return head->forward(body->forward(x * 2 - 1));
+  return body->forward(x * 2 - 1);
 }
 
 // ---------------------------------------------------------------- NativeModel
@@ -94,6 +96,7 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
                          .activation(arch.value("activation", "silu"))
                          .dropout(arch.value("dropout", 0.0)));
     module_ = m.ptr();
+    classifier_ = m;
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
   } else {
     throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-classifier)");
@@ -108,6 +111,16 @@ torch::Tensor NativeModel::energy(const torch::Tensor& x) {
 
 torch::Tensor NativeModel::logits(const torch::Tensor& x) {
   return num_classes_ > 0 ? forward_(x) : torch::Tensor();
+}
+
+torch::Tensor NativeModel::features(const torch::Tensor& x) {
+  return classifier_ ? classifier_->features(x) : torch::Tensor();
+}
+
+std::pair<torch::Tensor, torch::Tensor> NativeModel::linear_head() const {
+  if (!classifier_) return {};
+  const auto& h = classifier_->head_layer();
+  return {h->weight, h->bias};
 }
 
 std::string NativeModel::describe() const {

@@ -130,6 +130,9 @@ Detector fit_detector(const torch::Tensor& val_scores, double percentile) {
 
 Detector calibrate(Energy& e, const CalibrateOptions& o) {
   check_score(o.score(), e);
+  if (is_posthoc(o.score()))
+    throw UsageError("detector files hold the energy scores only; '" + o.score() +
+                     "' is for `ood eval` comparisons (use energy, combined, msp, maxlogit or grad-norm)");
   if (o.n() == 0 || o.n() < -1) throw UsageError("n must be positive or -1 (all), got " + std::to_string(o.n()));
   if (o.split() == "test")
     throw UsageError("calibrating on the test split would leak into evaluation; use the val split");

@@ -22,6 +22,81 @@
 
 namespace ebm {
 
+// ================================================================ protocol
+
+std::string ood_group(const std::string& in, const std::string& set) {
+  auto base = [](const std::string& n) {
+    const auto c = n.find(':');
+    return c == std::string::npos ? n : n.substr(c + 1);
+  };
+  if (set.rfind("vflip:", 0) == 0 || set.rfind("invert:", 0) == 0) return "near";
+  if (set == "letters") return "near";
+  const std::string b = base(in);
+  if ((b == "mnist" && set == "fashion-mnist") || (b == "fashion-mnist" && set == "mnist")) return "near";
+  return "far";
+}
+
+bool is_seen(const std::string& set, const std::vector<std::string>& seen) {
+  for (const auto& s : seen) {
+    if (s == set) return true;
+    if (s.size() >= 2 && s.compare(s.size() - 2, 2, ":*") == 0 && set.rfind(s.substr(0, s.size() - 1), 0) == 0)
+      return true;
+  }
+  return false;
+}
+
+namespace {
+
+void collect_seen(const std::string& model_path, std::vector<std::string>& out, int depth) {
+  if (depth > 8) throw DataError("'" + model_path + "': ensemble members nest too deeply");
+  const json card = load_card(model_path);
+  auto add = [&](const std::string& s) {
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  };
+  if (card.contains("ood_seen") && card["ood_seen"].is_array()) {
+    for (const auto& s : card["ood_seen"])
+      if (s.is_string()) add(s.get<std::string>());
+  } else if (card.contains("options") && card["options"].is_object() && card["options"].contains("outliers")) {
+    // train.h's synthesize_outliers: generators 4 (uniform noise) and 5 (contrast inversion)
+    // are those of the test sets "uniform" and "invert:<name>".
+    add("uniform");
+    add("invert:*");
+  }
+  if (card.contains("members") && card["members"].is_array())
+    for (const auto& m : card["members"]) {
+      if (!m.contains("model") || !m["model"].is_string()) continue;
+      std::string p = m["model"].get<std::string>();
+      if (!p.empty() && p[0] != '/') p = model_path + "/" + p;
+      collect_seen(p, out, depth + 1);
+    }
+}
+
+OodMetrics mean_metrics(const std::vector<OodSetResult>& sets, int64_t n_in, const std::string& group) {
+  OodMetrics m;
+  m.n_in = n_in;
+  double k = 0;
+  for (const auto& x : sets) k += !x.seen && (group.empty() || x.group == group);
+  if (k == 0) return m;
+  for (const auto& x : sets) {
+    if (x.seen || (!group.empty() && x.group != group)) continue;
+    m.auroc += x.metrics.auroc / k;
+    m.aupr_in += x.metrics.aupr_in / k;
+    m.aupr_out += x.metrics.aupr_out / k;
+    m.fpr95 += x.metrics.fpr95 / k;
+    m.detection_error += x.metrics.detection_error / k;
+    m.n_ood += x.n;
+  }
+  return m;
+}
+
+}  // namespace
+
+std::vector<std::string> seen_in_training(const std::string& model_path) {
+  std::vector<std::string> out;
+  collect_seen(model_path, out, 0);
+  return out;
+}
+
 // ================================================================ evaluation
 
 std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
@@ -37,6 +112,10 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   // The combined score's scales come from the validation split, never from test or OOD data.
   if (std::find(o.scores().begin(), o.scores().end(), "combined") != o.scores().end())
     so.combined(fit_combined_stats(e, o.in(), "val", -1, so, o.root()));
+  // The post-hoc detectors: statistics from the fit split, choices on validation OOD only.
+  if (std::any_of(o.scores().begin(), o.scores().end(), [](const std::string& s) { return is_posthoc(s); }))
+    so.posthoc(std::make_shared<const PosthocModel>(
+        fit_posthoc(e, PosthocOptions().in(o.in()).seed(o.seed()).batch(o.batch()).root(o.root()))));
 
   DatasetOptions din;
   din.split = "test";
@@ -84,11 +163,19 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
     r.in_scores = s_in.at(score);
     r.mean_score_in = r.in_scores.mean().item<double>();
     if (score == "combined") r.combined = so.combined();
+    if (is_posthoc(score)) {
+      const auto& c = so.posthoc()->choices;
+      r.choices = {{"fitted_on", c["fitted_on"]}, {"chosen_on", c["chosen_on"]}, {"rule", c["rule"]}};
+      if (c.contains(score)) r.choices["chosen"] = c[score];
+      if (c["validation"].contains(score)) r.choices["validation"] = c["validation"][score];
+    }
     r.accuracy = accuracy;
     const auto vin = to_vector(r.in_scores);
     for (size_t j = 0; j < outs.size(); ++j) {
       OodSetResult res;
       res.name = o.ood()[j];
+      res.group = ood_group(o.in(), res.name);
+      res.seen = is_seen(res.name, o.seen());
       res.n = outs[j].size();
       res.scores = s_out[j].at(score);
       res.mean_score = res.scores.mean().item<double>();
@@ -100,16 +187,10 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
       }
       r.ood.push_back(res);
     }
-    const double k = double(r.ood.size());
-    r.mean.n_in = r.n_in;
-    for (const auto& x : r.ood) {
-      r.mean.auroc += x.metrics.auroc / k;
-      r.mean.aupr_in += x.metrics.aupr_in / k;
-      r.mean.aupr_out += x.metrics.aupr_out / k;
-      r.mean.fpr95 += x.metrics.fpr95 / k;
-      r.mean.detection_error += x.metrics.detection_error / k;
-      r.mean.n_ood += x.n;
-    }
+    r.mean = mean_metrics(r.ood, r.n_in, "");
+    for (const char* g : {"near", "far"})
+      if (std::any_of(r.ood.begin(), r.ood.end(), [&](const OodSetResult& x) { return x.group == g && !x.seen; }))
+        r.groups.emplace_back(g, mean_metrics(r.ood, r.n_in, g));
     reports.push_back(std::move(r));
   }
   return reports;
@@ -124,9 +205,11 @@ json OodReport::to_json() const {
   j["temperature"] = temperature;
   j["mean_score_in"] = mean_score_in;
   if (combined.fitted) j["combined_stats"] = combined.to_json();
+  if (!choices.is_null()) j["choices"] = choices;
   json arr = json::array();
   for (const auto& x : ood) {
-    json o{{"name", x.name}, {"n", x.n}};
+    json o{{"name", x.name}, {"group", x.group}, {"n", x.n}};
+    if (x.seen) o["seen_in_training"] = true;
     o.update(x.metrics.to_json());
     o["mean_score"] = x.mean_score;
     if (x.has_ci) o["ci"] = x.ci.to_json();
@@ -136,6 +219,11 @@ json OodReport::to_json() const {
   json m = mean.to_json();
   m["n"] = mean.n_ood;
   j["mean"] = m;
+  for (const auto& [g, gm] : groups) {
+    json jg = gm.to_json();
+    jg["n"] = gm.n_ood;
+    j["groups"][g] = jg;
+  }
   if (!std::isnan(accuracy)) j["classifier"] = {{"accuracy", accuracy}};
   j["conventions"] = {
       {"score", "higher = more OOD"},

@@ -40,10 +40,23 @@ std::string score_label(const OodReport& r) {
                         : "");
 }
 
+// "mnist (near)", "uniform (far, seen in training)": the protocol's group and
+// leakage mark beside each set (evaluate.cpp's ood_group / seen_in_training).
+std::string set_label(const OodSetResult& x) {
+  return x.name + " (" + x.group + (x.seen ? ", seen in training" : "") + ")";
+}
+
 size_t name_width(const OodReport& r) {
-  size_t w = 4;
-  for (const auto& x : r.ood) w = std::max(w, x.name.size());
+  size_t w = 9;
+  for (const auto& x : r.ood) w = std::max(w, set_label(x).size());
   return w + 2;
+}
+
+// The rows below the sets: "mean" (every set not seen in training), then one per group.
+std::vector<std::pair<std::string, const OodMetrics*>> mean_rows(const OodReport& r) {
+  std::vector<std::pair<std::string, const OodMetrics*>> rows{{"mean", &r.mean}};
+  for (const auto& [g, m] : r.groups) rows.emplace_back("mean " + g, &m);
+  return rows;
 }
 
 }  // namespace
@@ -63,8 +76,8 @@ std::string format_table(const std::vector<OodReport>& reports) {
           << pad_left(fmt("%.4f", m.aupr_out), 10) << pad_left(fmt("%.4f", m.fpr95), 8)
           << pad_left(std::to_string(n), 8) << "\n";
     };
-    for (const auto& x : r0.ood) row(x.name, x.metrics, x.n);
-    row("mean", r0.mean, r0.mean.n_ood);
+    for (const auto& x : r0.ood) row(set_label(x), x.metrics, x.n);
+    for (const auto& [label, m] : mean_rows(r0)) row(label, *m, m->n_ood);
     for (const auto& x : r0.ood)
       if (x.has_ci)
         out << "  " << x.name << " 95% CI: AUROC [" << fmt("%.4f", x.ci.auroc[0]) << ", " << fmt("%.4f", x.ci.auroc[1])
@@ -79,14 +92,22 @@ std::string format_table(const std::vector<OodReport>& reports) {
   out << pad_left("n", 8) << "\n" << pad_right("OOD", nw);
   for (size_t i = 0; i < reports.size(); ++i) out << pad_left("AUROC", cw[i] - 8) << pad_left("FPR95", 8);
   out << pad_left("", 8) << "\n";
-  for (size_t j = 0; j <= r0.ood.size(); ++j) {
-    const bool mean = j == r0.ood.size();
-    out << pad_right(mean ? "mean" : r0.ood[j].name, nw);
+  for (size_t j = 0; j < r0.ood.size(); ++j) {
+    out << pad_right(set_label(r0.ood[j]), nw);
     for (size_t i = 0; i < reports.size(); ++i) {
-      const OodMetrics& m = mean ? reports[i].mean : reports[i].ood[j].metrics;
+      const OodMetrics& m = reports[i].ood[j].metrics;
       out << pad_left(fmt("%.4f", m.auroc), cw[i] - 8) << pad_left(fmt("%.4f", m.fpr95), 8);
     }
-    out << pad_left(std::to_string(mean ? r0.mean.n_ood : r0.ood[j].n), 8) << "\n";
+    out << pad_left(std::to_string(r0.ood[j].n), 8) << "\n";
+  }
+  const auto labels = mean_rows(r0);
+  for (size_t k = 0; k < labels.size(); ++k) {
+    out << pad_right(labels[k].first, nw);
+    for (size_t i = 0; i < reports.size(); ++i) {
+      const OodMetrics& m = *mean_rows(reports[i]).at(k).second;
+      out << pad_left(fmt("%.4f", m.auroc), cw[i] - 8) << pad_left(fmt("%.4f", m.fpr95), 8);
+    }
+    out << pad_left(std::to_string(labels[k].second->n_ood), 8) << "\n";
   }
   return out.str();
 }
@@ -103,11 +124,17 @@ std::string format_markdown(const std::vector<OodReport>& reports) {
     out << "\n|---|---:|";
     for (size_t i = 0; i < reports.size(); ++i) out << "---:|---:|";
     out << "\n";
-    for (size_t j = 0; j <= r0.ood.size(); ++j) {
-      const bool mean = j == r0.ood.size();
-      out << "| " << (mean ? "**mean**" : r0.ood[j].name) << " | " << (mean ? r0.mean.n_ood : r0.ood[j].n) << " |";
+    for (size_t j = 0; j < r0.ood.size(); ++j) {
+      out << "| " << set_label(r0.ood[j]) << " | " << r0.ood[j].n << " |";
+      for (const auto& r : reports)
+        out << " " << fmt("%.4f", r.ood[j].metrics.auroc) << " | " << fmt("%.4f", r.ood[j].metrics.fpr95) << " |";
+      out << "\n";
+    }
+    const auto labels = mean_rows(r0);
+    for (size_t k = 0; k < labels.size(); ++k) {
+      out << "| **" << labels[k].first << "** | " << labels[k].second->n_ood << " |";
       for (const auto& r : reports) {
-        const OodMetrics& m = mean ? r.mean : r.ood[j].metrics;
+        const OodMetrics& m = *mean_rows(r).at(k).second;
         out << " " << fmt("%.4f", m.auroc) << " | " << fmt("%.4f", m.fpr95) << " |";
       }
       out << "\n";
@@ -123,8 +150,12 @@ std::string format_markdown(const std::vector<OodReport>& reports) {
           << fmt("%.4f", m.aupr_out) << " | " << fmt("%.4f", m.fpr95) << " | " << fmt("%.4f", m.detection_error)
           << " | " << n << " |\n";
     };
-    for (const auto& x : r.ood) row(x.name, x.metrics, x.n);
-    row("**mean**", r.mean, r.mean.n_ood);
+    for (const auto& x : r.ood) row(set_label(x), x.metrics, x.n);
+    for (const auto& [label, m] : mean_rows(r)) row("**" + label + "**", *m, m->n_ood);
+    if (!r.choices.is_null() && r.choices.contains("chosen_on"))
+      out << "\nFitted on " << r.choices.value("fitted_on", "") << "; "
+          << (r.choices.contains("chosen") ? r.choices["chosen"].dump() + " chosen on " : "no hyperparameter; ")
+          << r.choices["chosen_on"].get<std::string>() << ".\n";
     out << "\n";
   }
   return out.str();

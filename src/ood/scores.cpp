@@ -25,13 +25,22 @@ namespace ebm {
 // ================================================================ scores
 
 const std::vector<std::string>& score_names() {
-  static const std::vector<std::string> names{"energy", "msp", "maxlogit", "grad-norm", "energy-complexity",
-                                              "combined"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n{"energy", "msp", "maxlogit", "grad-norm", "energy-complexity", "combined"};
+    for (const auto& p : posthoc_names()) n.push_back(p);
+    return n;
+  }();
   return names;
 }
 
+namespace {
+bool has_head(const Energy& e) { return e.num_classes() > 0 && e.linear_head().first.defined(); }
+const char* kScoreList = "energy, msp, maxlogit, grad-norm, energy-complexity, combined, odin, mahalanobis, knn, vim, react or all";
+}  // namespace
+
 std::vector<std::string> scores_for(const Energy& e) {
-  if (e.num_classes() > 0) return score_names();
+  if (has_head(e)) return score_names();
+  if (e.num_classes() > 0) return {"energy", "msp", "maxlogit", "grad-norm", "energy-complexity", "combined", "odin"};
   return {"energy", "grad-norm", "energy-complexity", "combined"};
 }
 
@@ -40,10 +49,13 @@ std::string canonical_score(const std::string& score) { return score == "free-en
 void check_score(const std::string& score, const Energy& e) {
   const auto& all = score_names();
   if (score != "free-energy" && std::find(all.begin(), all.end(), score) == all.end())
-    throw UsageError("unknown OOD score '" + score + "' (use energy, msp, maxlogit, grad-norm, energy-complexity, combined or all)");
-  if ((score == "msp" || score == "maxlogit" || score == "free-energy") && e.num_classes() <= 0)
+    throw UsageError("unknown OOD score '" + score + "' (use " + kScoreList + ")");
+  if ((score == "msp" || score == "maxlogit" || score == "free-energy" || is_posthoc(score)) && e.num_classes() <= 0)
     throw UsageError("score '" + score + "' needs a classifier (logits), but " + e.describe() +
                      " is an energy model; use energy or grad-norm");
+  if (is_posthoc(score) && score != "odin" && !has_head(e))
+    throw UsageError("score '" + score + "' needs penultimate features and a linear head, which " + e.describe() +
+                     " does not expose (built-in conv-classifier models do)");
 }
 
 std::vector<std::string> parse_scores(const std::string& spec, const Energy& e) {
@@ -58,7 +70,7 @@ std::vector<std::string> parse_scores(const std::string& spec, const Energy& e) 
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
   if (out.empty())
-    throw UsageError("no OOD score given (use energy, msp, maxlogit, grad-norm, energy-complexity, combined or all)");
+    throw UsageError(std::string("no OOD score given (use ") + kScoreList + ")");
   return out;
 }
 
@@ -128,6 +140,9 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
                         (ec - z.complexity_mean) / z.complexity_sd);
   };
   const bool need_grad = want("grad-norm");
+  for (const auto& s : canon)
+    if (is_posthoc(s) && !(o.posthoc() && o.posthoc()->fitted))
+      throw UsageError("score '" + s + "' needs its post-hoc detector fitted first (fit_posthoc); `ood eval` does this itself");
   const double T = o.temperature();
   const int64_t N = x.size(0);
 
@@ -168,6 +183,9 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
     }
     if (on_images) on_images(xb.size(0));
   }
+  // The post-hoc scores run their own batched passes (features, or ODIN's input gradient).
+  for (const auto& s : canon)
+    if (is_posthoc(s) && parts[s].empty()) parts[s].push_back(o.posthoc()->score(e, s, x, o.batch()));
   ScoreSet out;
   for (const auto& s : scores) {
     const auto& p = parts[canonical_score(s)];

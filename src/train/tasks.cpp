@@ -82,7 +82,7 @@ class EnergyFinetuneTask : public Task {
   TaskLoss loss(Energy& m, const TaskBatch& b, at::Generator& gen) override {
     TaskLoss r;
     auto logits = m.logits(b.x);
-    auto xo = synthesize_outliers(b.x, gen);
+    auto xo = synthesize_outliers(b.x, gen, o_.outliers());
     r.e_pos = free_energy(logits);
     r.e_neg = m.energy(xo);
     r.loss = torch::nn::functional::cross_entropy(logits, b.y) + o_.ft_weight() * energy_bound_loss(r.e_pos, r.e_neg, m_in, m_out);
@@ -90,9 +90,11 @@ class EnergyFinetuneTask : public Task {
     return r;
   }
   void card_options(nlohmann::json& opts) const override {
-    opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o_.ft_weight()},
-                 {"outliers", "pixel permutation, 7x7 patch shuffle, 9x9 box blur, 2-image mixture, "
-                              "uniform noise, contrast inversion (synthesised from the training batch)"}});
+    opts.update({{"m_in", m_in}, {"m_out", m_out}, {"ft_weight", o_.ft_weight()}, {"outliers", o_.outliers()}});
+  }
+  void card_fields(nlohmann::json& card) const override {
+    // The OOD test sets these outliers share a generator with (ood.h's seen_in_training).
+    card["ood_seen"] = outlier_test_sets(o_.outliers());
   }
 };
 

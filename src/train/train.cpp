@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <sys/stat.h>
 
 #include <chrono>
@@ -88,13 +90,36 @@ void ReplayBuffer::update(const torch::Tensor& idx, const torch::Tensor& x) {
 }
 
 // ---------------------------------------------------------------- outliers
-torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen) {
+const std::vector<std::string>& outlier_kinds() {
+  static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup", "uniform", "invert"};
+  return k;
+}
+
+std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds) {
+  std::vector<std::string> out;
+  for (const auto& k : kinds) {
+    if (k == "uniform") out.push_back("uniform");
+    if (k == "invert") out.push_back("invert:*");
+  }
+  return out;
+}
+
+torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, const std::vector<std::string>& kinds) {
+  if (kinds.empty()) throw UsageError("no outlier kind given (use pixel-shuffle, patch-shuffle, blur, mixup, uniform, invert)");
+  std::vector<int64_t> ids;
+  for (const auto& k : kinds) {
+    const auto& all = outlier_kinds();
+    const auto it = std::find(all.begin(), all.end(), k);
+    if (it == all.end())
+      throw UsageError("unknown outlier kind '" + k + "' (use pixel-shuffle, patch-shuffle, blur, mixup, uniform, invert)");
+    ids.push_back(int64_t(it - all.begin()));
+  }
   const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
-  auto kind = torch::randint(6, {b}, gen, torch::kInt64);
+  auto kind = torch::randint(int64_t(ids.size()), {b}, gen, torch::kInt64);
   auto out = x.clone();
   auto flat = x.flatten(1);
   for (int64_t i = 0; i < b; ++i) {
-    const int64_t k = kind[i].item<int64_t>();
+    const int64_t k = ids[kind[i].item<int64_t>()];
     torch::Tensor o;
     if (k == 0) {
       o = flat[i].index_select(0, torch::randperm(h * w, gen, torch::kInt64)).view({1, h, w});
@@ -477,6 +502,7 @@ TrainResult train(const TrainOptions& o) {
                          {"images_per_second", wall_this_run > 0 ? double((step - start_step) * o.batch()) / wall_this_run : 0.0},
                          {"rollbacks", rollbacks}, {"final_lr", lr}, {"options", opts},
                          {"ebmkit_version", version()}};
+  task->card_fields(card);
   if (!labels.info.is_null()) card["attribute"] = labels.info;
   // How composition reads E(x|c) (compose.h, ClassEnergy): a JEM-trained model's
   // logit -f(x)[c]; a purely discriminative one's -log p(c|x), to which

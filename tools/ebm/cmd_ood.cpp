@@ -31,6 +31,17 @@ const char* kScoreHelp =
     "             every in-distribution VALIDATION energy ranks above all others (gated by the\n"
     "             energy). Statistics from the val split only (no OOD data); stored in reports\n"
     "             and detectors\n"
+    "Standard post-hoc detectors (built-in classifiers; for comparison in `ood eval` only):\n"
+    "  odin       -max softmax(logits(x')/T), x' one signed-gradient step of size eps (Liang et al.)\n"
+    "  mahalanobis  min over classes of the Mahalanobis distance of the penultimate features,\n"
+    "             tied covariance (Lee et al.)\n"
+    "  knn        distance of the normalised features to the k-th nearest fit-split feature (Sun et al.)\n"
+    "  vim        virtual-logit matching: feature residual off the principal subspace (Wang et al.)\n"
+    "  react      free energy with features clipped at a percentile of the fit split (Sun et al.)\n"
+    "             Statistics come from the in-distribution fit split; k, T, eps, the percentile and\n"
+    "             ViM's dimension are chosen on its val split against corruptions of its fit split\n"
+    "             (pixel-shuffle, patch-shuffle, blur, mixup), never on a reported OOD set; the\n"
+    "             report's \"choices\" records them\n"
     "  all        every score that applies to the model, side by side\n"
     "  (free-energy is accepted as another name of energy for classifiers)\n";
 
@@ -48,7 +59,7 @@ void add_eval(CLI::App* ood, Action& run) {
   sub->add_option("--ood", o.ood(), "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
       ->required()
       ->delimiter(',');
-  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined | all, or a comma list (default: the model card's default_score, else energy)");
+  sub->add_option("--score", score, "energy | msp | maxlogit | grad-norm | energy-complexity | combined | odin | mahalanobis | knn | vim | react | all, or a comma list (default: the model card's default_score, else energy)");
   sub->add_option("--temperature", temperature, "T of the classifier free energy (default: the card's, else 1)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--n-in", o.n_in(), "At most N in-distribution test images (-1 = all)")->capture_default_str();
@@ -69,12 +80,18 @@ void add_eval(CLI::App* ood, Action& run) {
               "  AUPR-In   average precision with in-distribution positive; AUPR-Out with OOD positive\n"
               "  FPR95     fraction of OOD accepted at the threshold that accepts 95% of in-distribution\n"
               "            (positive = in-distribution; Hendrycks/Liu, not OpenOOD's convention)\n"
+              "Groups (as OpenOOD reports them): near = another image domain of the same kind (mnist for\n"
+              "fashion-mnist and the reverse, letters, vflip:, invert:); far = noise, constants and unrelated\n"
+              "images (gaussian, uniform, constant, icons, photos). The table adds a mean per group. A set\n"
+              "that shares a generator with the model's training outliers (its card, or its members')\n"
+              "is marked \"seen in training\" and left out of every mean.\n"
               "AUPR depends on the in:OOD ratio, so n is reported per set. --seed fixes the synthetic sets\n"
               "(gaussian, uniform, constant) and the bootstrap.\n"
               "--scores-out writes every image's scores (set,index,<score>,...), e.g. to fit your own\n"
               "combination on the validation split: pass a val export as an extra --ood set.\n\n"
-              "JSON (--json): {\"score\",\"in\",\"n_in\",\"ood\":[{\"name\",\"n\",\"auroc\",\"aupr_in\",\"aupr_out\",\"fpr95\",...}],\n"
-              "                \"classifier\":{\"accuracy\"}}; with several scores {\"scores\":[one report per score]}.\n\n"
+              "JSON (--json): {\"score\",\"in\",\"n_in\",\"ood\":[{\"name\",\"group\",\"n\",\"auroc\",\"aupr_in\",\"aupr_out\",\"fpr95\",...}],\n"
+              "                \"mean\",\"groups\":{\"near\",\"far\"},\"classifier\":{\"accuracy\"}}; post-hoc scores add\n"
+              "                \"choices\"; with several scores {\"scores\":[one report per score]}.\n\n"
               "Example:\n"
               "  ebm ood eval --model models/fmnist-ood --in fashion-mnist \\\n"
               "      --ood mnist,gaussian,uniform,constant,vflip:fashion-mnist,invert:fashion-mnist \\\n"
@@ -85,6 +102,7 @@ void add_eval(CLI::App* ood, Action& run) {
       auto e = load_model(model);
       const std::string spec = score.empty() ? card_default_score(model) : score;
       o.scores(parse_scores(spec, *e)).temperature(card_temperature(model, temperature)).seed(c.seed).progress(!c.quiet);
+      o.seen(seen_in_training(model));
       const auto reports = evaluate_ood(*e, o);
       json j = reports_json(reports);
       j["model"] = model;

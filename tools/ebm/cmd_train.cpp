@@ -101,6 +101,12 @@ void add_train(CLI::App& app, Action& run) {
   add_margin(sub, "--m-in", o.m_in(), "energy-finetune in-distribution margin, or auto (from data)");
   add_margin(sub, "--m-out", o.m_out(), "energy-finetune outlier margin, or auto (from data)");
   sub->add_option("--ft-weight", o.ft_weight(), "energy-finetune weight of the margin loss")->capture_default_str();
+  sub->add_option("--outliers", o.outliers(),
+                  "energy-finetune outlier generators, comma-separated: pixel-shuffle, patch-shuffle, blur, mixup,\n"
+                  "uniform, invert (uniform and invert are the generators of the OOD test sets 'uniform' and\n"
+                  "'invert:<name>'; the card's \"ood_seen\" records them, and `ood eval` leaves those sets out of its means)")
+      ->delimiter(',')
+      ->capture_default_str();
   sub->add_option("--checkpoint-every", o.checkpoint_every(), "Checkpoint interval in steps")->capture_default_str();
   sub->add_option("--sample-every", o.sample_every(), "PNG grid of negatives every N steps (0 = off)")->capture_default_str();
   sub->add_flag("--resume", o.resume(), "Continue from MODEL/checkpoint.pt");

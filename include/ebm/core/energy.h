@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ebm {
@@ -30,6 +31,15 @@ class Energy {
 
   /// K for classifiers, 0 otherwise.
   virtual int64_t num_classes() const { return 0; }
+
+  /// Penultimate features [B,D] of a classifier whose logits are a linear head
+  /// on them (logits = features W^T + b, see linear_head()); undefined tensor
+  /// for energies without one. Used by the post-hoc OOD detectors (ood/posthoc.h).
+  virtual torch::Tensor features(const torch::Tensor& x) { return {}; }
+
+  /// The linear head {W [K,D], b [K]} that maps features() to logits();
+  /// undefined tensors for energies without one.
+  virtual std::pair<torch::Tensor, torch::Tensor> linear_head() const { return {}; }
 
   /// Short human-readable description, e.g. "conv-ebm(width=32)".
   virtual std::string describe() const = 0;

@@ -57,6 +57,10 @@ class ConvClassifierImpl : public torch::nn::Module {
  public:
   explicit ConvClassifierImpl(const ConvClassifierOptions& o = {});
   torch::Tensor forward(const torch::Tensor& x);  // [B,C,H,W] -> [B,K]
+  /// Penultimate features: [B,C,H,W] -> [B,4*width] (after global pooling).
+  torch::Tensor features(const torch::Tensor& x);
+  /// The final linear layer: logits = head(features(x)).
+  const torch::nn::Linear& head_layer() const { return head; }
   ConvClassifierOptions options;
 
  private:
@@ -74,6 +78,9 @@ class NativeModel : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor logits(const torch::Tensor& x) override;
   int64_t num_classes() const override { return num_classes_; }
+  /// conv-classifier: its pooled features [B,4*width]; conv-ebm: undefined.
+  torch::Tensor features(const torch::Tensor& x) override;
+  std::pair<torch::Tensor, torch::Tensor> linear_head() const override;
   std::string describe() const override;
   std::vector<torch::Tensor> parameters() override { return module_->parameters(); }
   void set_training(bool on) override { module_->train(on); }
@@ -88,6 +95,7 @@ class NativeModel : public Energy {
   int64_t num_classes_ = 0;
   std::shared_ptr<torch::nn::Module> module_;
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
+  ConvClassifier classifier_{nullptr};  // set for conv-classifier
 };
 
 /// A TorchScript module loaded from Python (torch.jit.save). The output shape

@@ -21,6 +21,10 @@
 //              score catches those but is swamped by the PNG length of noise.
 //              The gate costs ~1/(n_val+1) of in-distribution inputs (conformal),
 //              and every statistic comes from the validation split: no OOD data.
+//   odin, mahalanobis, knn, vim, react
+//              the standard post-hoc detectors (ood/posthoc.h), for built-in
+//              classifiers; fitted on the in-distribution fit split, their
+//              hyperparameters chosen on validation OOD (ood/val_ood.h) only
 //   free-energy  an alias of "energy" for classifiers (DESIGN.md's CLI name);
 //              reports and detectors call it "energy".
 // msp, maxlogit and free-energy on a non-classifier are a UsageError.
@@ -51,6 +55,7 @@
 
 #include "ebm/core/energy.h"
 #include "ebm/metrics/metrics.h"
+#include "ebm/ood/posthoc.h"
 
 namespace ebm {
 
@@ -68,7 +73,9 @@ torch::Tensor png_complexity_nats(const torch::Tensor& x);
 /// corrected score S(x) = -log p(x) - L(x) of Serra et al. 2020, for energies
 /// that approximate a negative log-density, such as score-matching energies).
 const std::vector<std::string>& score_names();
-/// The scores that apply to `e`: all four for classifiers, else energy and grad-norm.
+/// The scores that apply to `e`: every one for built-in classifiers (the
+/// post-hoc ones need Energy::linear_head), the classifier scores for other
+/// classifiers, else energy, grad-norm, energy-complexity and combined.
 std::vector<std::string> scores_for(const Energy& e);
 /// "free-energy" -> "energy"; other names unchanged.
 std::string canonical_score(const std::string& score);
@@ -101,6 +108,8 @@ struct ScoreOptions {
   TORCH_ARG(int64_t, batch) = kScoringBatch;
   /// Needed by "combined" only (a UsageError when it is not fitted).
   TORCH_ARG(CombinedStats, combined) = {};
+  /// Needed by the post-hoc scores only (fit_posthoc).
+  TORCH_ARG(std::shared_ptr<const PosthocModel>, posthoc) = nullptr;
 };
 
 /// Scores of several kinds in one pass over the data (logits computed once per
@@ -137,6 +146,26 @@ std::string card_default_score(const std::string& model);
 /// "temperature", else ScoreOptions' default (1).
 double card_temperature(const std::string& model, double given = std::nan(""));
 
+// ---------------------------------------------------------------- protocol
+
+/// The group of OOD set `set` for in-distribution data `in`, as OpenOOD
+/// reports them:
+///   "near"  another image domain of the same kind: mnist for fashion-mnist and
+///           the reverse, letters, and vflip:/invert: transforms;
+///   "far"   noise and constants (gaussian, uniform, constant), unrelated real
+///           images (icons, photos), and anything else (files).
+std::string ood_group(const std::string& in, const std::string& set);
+
+/// The OOD test sets that share a generator with the outliers a model saw in
+/// training, read from its card and, for ensembles, its members' cards:
+/// a card's "ood_seen" list if it has one; else, when it was trained with
+/// synthesised outliers (card "options.outliers", train.h's
+/// synthesize_outliers), "uniform" and "invert:*" (its uniform-noise and
+/// contrast-inversion generators). "invert:*" matches every invert: set.
+std::vector<std::string> seen_in_training(const std::string& model_path);
+/// True when `set` matches an entry of `seen` (exactly, or "prefix:*").
+bool is_seen(const std::string& set, const std::vector<std::string>& seen);
+
 struct OodEvalOptions {
   /// In-distribution dataset; its test split is used.
   TORCH_ARG(std::string, in) = "fashion-mnist";
@@ -158,10 +187,15 @@ struct OodEvalOptions {
   TORCH_ARG(std::string, root) = "";
   /// Show a progress bar on stderr (ebm::Progress).
   TORCH_ARG(bool, progress) = true;
+  /// OOD sets the model saw in training (seen_in_training): reported, marked,
+  /// and left out of every mean.
+  TORCH_ARG(std::vector<std::string>, seen) = {};
 };
 
 struct OodSetResult {
   std::string name;
+  std::string group;  // ood_group(): "near" or "far"
+  bool seen = false;  // shares a generator with the training outliers
   int64_t n = 0;
   OodMetrics metrics;
   bool has_ci = false;
@@ -178,10 +212,16 @@ struct OodReport {
   double mean_score_in = 0;
   /// For "combined": its standardisation (fitted on the validation split).
   CombinedStats combined;
+  /// For the post-hoc scores: the fitted detector's choices and the data they
+  /// were made on (PosthocModel::choices); null otherwise.
+  json choices;
   torch::Tensor in_scores;  // [n_in] float64
   std::vector<OodSetResult> ood;
-  /// Unweighted mean of each metric over the OOD sets (n_ood = total OOD images).
+  /// Unweighted mean of each metric over the OOD sets not seen in training
+  /// (n_ood = their total images).
   OodMetrics mean;
+  /// The same mean per group, "near" then "far" (groups with no unseen set are absent).
+  std::vector<std::pair<std::string, OodMetrics>> groups;
   /// Classifier accuracy on the in-distribution test split; NaN when the model
   /// is no classifier or the split has no labels.
   double accuracy = std::nan("");

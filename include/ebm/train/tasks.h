@@ -53,6 +53,8 @@ class Task {
   virtual TaskLoss loss(Energy& model, const TaskBatch& b, at::Generator& gen) = 0;
   /// The task's entries of the card's "options".
   virtual void card_options(nlohmann::json& opts) const { (void)opts; }
+  /// The task's top-level card fields (e.g. energy-finetune's "ood_seen").
+  virtual void card_fields(nlohmann::json& card) const { (void)card; }
 
   /// energy-finetune's margins (NaN = from data); saved in checkpoints.
   double m_in = std::nan(""), m_out = std::nan("");

@@ -128,6 +128,11 @@ struct TrainOptions {
   TORCH_ARG(double, m_in) = std::nan("");   // NaN = from data
   TORCH_ARG(double, m_out) = std::nan("");  // NaN = from data
   TORCH_ARG(double, ft_weight) = 0.1;
+  /// Outlier generators of energy-finetune (synthesize_outliers). The default
+  /// leaves out "uniform" and "invert", the generators of the OOD test sets
+  /// "uniform" and "invert:<name>", so that no reported set is seen in training.
+  TORCH_ARG(std::vector<std::string>, outliers) =
+      std::vector<std::string>{"pixel-shuffle", "patch-shuffle", "blur", "mixup"};
 
   // Loop.
   TORCH_ARG(uint64_t, seed) = 0;
@@ -178,14 +183,20 @@ class ReplayBuffer {
 };
 
 /// Outliers synthesised from an in-distribution batch x[B,1,H,W] (never from
-/// another dataset): each row is, chosen uniformly, one of
-///   0 pixel permutation      (a random shuffle of all pixels of the image)
-///   1 patch shuffle          (7x7 patches permuted)
-///   2 heavy blur             (9x9 box filter)
-///   3 mixture                (0.5*x_i + 0.5*x_j of two random images)
-///   4 uniform noise          (U(0,1) pixels)
-///   5 inversion of contrast  (1 - x)
-torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen);
+/// another dataset): each row is, chosen uniformly among `kinds`, one of
+///   pixel-shuffle  a random permutation of all pixels of the image
+///   patch-shuffle  7x7 patches permuted
+///   blur           9x9 box filter
+///   mixup          0.5*x_i + 0.5*x_j of two random images
+///   uniform        U(0,1) pixels          (the generator of the test set "uniform")
+///   invert         1 - x                  (the generator of "invert:<name>")
+/// UsageError for an empty list or an unknown kind.
+const std::vector<std::string>& outlier_kinds();
+torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen,
+                                  const std::vector<std::string>& kinds = outlier_kinds());
+/// The OOD test sets that share a generator with `kinds` ("uniform", "invert:*"),
+/// as a card's "ood_seen" records them (ood.h's seen_in_training reads it).
+std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds);
 
 // ---------------------------------------------------------------- losses
 // Each returns a scalar tensor, differentiable in its inputs.

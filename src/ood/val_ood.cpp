@@ -1,0 +1,68 @@
+// val_ood.cpp: the validation-OOD corruptions. See val_ood.h.
+#include "ebm/ood/val_ood.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "ebm/core/common.h"
+
+namespace ebm {
+
+const std::vector<std::string>& val_ood_kinds() {
+  static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup"};
+  return k;
+}
+
+namespace {
+
+torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
+  const int64_t r = int64_t(std::ceil(3 * sigma));
+  auto t = torch::arange(-r, r + 1, torch::kFloat64);
+  auto k = torch::exp(-t * t / (2 * sigma * sigma));
+  k = (k / k.sum()).to(x.scalar_type());
+  const int64_t C = x.size(1);
+  auto kh = k.view({1, 1, 1, 2 * r + 1}).expand({C, 1, 1, 2 * r + 1}).contiguous();
+  auto kv = k.view({1, 1, 2 * r + 1, 1}).expand({C, 1, 2 * r + 1, 1}).contiguous();
+  // Reflect padding keeps the border's brightness (zero padding would darken it).
+  auto y = torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({r, r, r, r}).mode(torch::kReflect));
+  y = torch::conv2d(y, kh, {}, 1, 0, 1, C);
+  return torch::conv2d(y, kv, {}, 1, 0, 1, C);
+}
+
+}  // namespace
+
+torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t seed) {
+  TORCH_CHECK(x.dim() == 4, "corrupt: x must be [N,C,H,W], got ", x.sizes());
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard ng;
+  if (kind == "pixel-shuffle") {
+    // An independent permutation per image: argsort of uniform noise.
+    auto perm = torch::rand({N, H * W}, gen).argsort(1);
+    auto flat = x.reshape({N, C, H * W});
+    return flat.gather(2, perm.unsqueeze(1).expand({N, C, H * W})).reshape({N, C, H, W});
+  }
+  if (kind == "patch-shuffle") {
+    if (H % 4 != 0 || W % 4 != 0)
+      throw UsageError("patch-shuffle needs H and W divisible by 4, got " + std::to_string(H) + "x" + std::to_string(W));
+    const int64_t ph = H / 4, pw = W / 4;
+    // [N,C,4,ph,4,pw] -> [N,16,C,ph,pw]
+    auto p = x.reshape({N, C, 4, ph, 4, pw}).permute({0, 2, 4, 1, 3, 5}).reshape({N, 16, C, ph, pw});
+    auto perm = torch::rand({N, 16}, gen).argsort(1);
+    p = p.gather(1, perm.view({N, 16, 1, 1, 1}).expand({N, 16, C, ph, pw}));
+    return p.reshape({N, 4, 4, C, ph, pw}).permute({0, 3, 1, 4, 2, 5}).reshape({N, C, H, W}).contiguous();
+  }
+  if (kind == "blur") return gaussian_blur(x, 2.0).clamp(0, 1);
+  if (kind == "mixup") {
+    if (N < 2) return x.clone();
+    // A derangement: image i is mixed with image (i + shift) mod N, shift in 1..N-1.
+    const int64_t shift = 1 + torch::randint(N - 1, {1}, gen).item<int64_t>();
+    return 0.5 * x + 0.5 * x.roll(shift, 0);
+  }
+  std::string known;
+  for (const auto& k : val_ood_kinds()) known += (known.empty() ? "" : ", ") + k;
+  throw UsageError("unknown validation-OOD kind '" + kind + "' (known: " + known + ")");
+}
+
+}  // namespace ebm
