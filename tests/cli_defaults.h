@@ -57,12 +57,6 @@ inline std::string show(const std::vector<double>& v) {
   return s + "]";
 }
 
-inline std::string show(const std::vector<std::string>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
-  return s + "]";
-}
-
 namespace detail {
 // Numbers compare by value (CLI11 and iostreams print doubles differently);
 // everything else compares as text.
@@ -72,16 +66,28 @@ inline bool same_default(const std::string& cli, const std::string& lib) {
   char* e2 = nullptr;
   const double a = std::strtod(cli.c_str(), &e1), b = std::strtod(lib.c_str(), &e2);
   if (!cli.empty() && !lib.empty() && *e1 == '\0' && *e2 == '\0') return a == b || std::fabs(a - b) <= 1e-12 * std::fabs(b);
-  // Vectors: "[0.1,0.2]" vs "[0.10000000000000001,0.20000000000000001]".
-  if (cli.size() > 1 && lib.size() > 1 && cli.front() == '[' && lib.front() == '[') {
-    std::stringstream sa(cli.substr(1, cli.size() - 2)), sb(lib.substr(1, lib.size() - 2));
-    std::string x, y;
-    while (true) {
-      const bool ga = bool(std::getline(sa, x, ',')), gb = bool(std::getline(sb, y, ','));
-      if (ga != gb) return false;
-      if (!ga) return true;
-      if (!same_default(x, y)) return false;
-    }
+  // Vectors: show() writes "[0.10000000000000001,0.2]"; CLI11 writes "[0.1,0.2]" or,
+  // in Debian's version, "0.1 0.2". Compare element by element.
+  if (!lib.empty() && lib.front() == '[') {
+    auto split = [](const std::string& v) {
+      std::vector<std::string> out;
+      std::string cur;
+      for (char c : v) {
+        if (c == '[' || c == ']' || c == ',' || c == ' ') {
+          if (!cur.empty()) out.push_back(cur);
+          cur.clear();
+        } else {
+          cur += c;
+        }
+      }
+      if (!cur.empty()) out.push_back(cur);
+      return out;
+    };
+    const auto a = split(cli), b = split(lib);
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!same_default(a[i], b[i])) return false;
+    return true;
   }
   return false;
 }

@@ -242,7 +242,8 @@ TEST(purify, OptionsFromCardOverrideDefaultsAndRejectMalformed) {
   EXPECT_DOUBLE_EQ(p.grad_clip(), d.grad_clip());  // absent: the default is kept
   EXPECT_EQ(purify_options_json(p)["init_noise"], 0.4);
   EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"steps", "ten"}}}}), DataError);
-  EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"step_schedule", "bogus"}}}}), UsageError);
+  // A malformed card is a data error (a file the user gave), not a usage error.
+  EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"step_schedule", "bogus"}}}}), DataError);
 }
 
 }  // namespace

@@ -135,6 +135,19 @@ bool font_has_latin_letters(const std::string& font_path) {
   static thread_local FtLibrary lib;
   try {
     FtFace face(lib.lib, font_path, 48);
+    // Symbol fonts (Dingbats, Standard Symbols) put pictures or Greek letters
+    // at the codes of A-J: require a Unicode charmap that maps A-J, and, when
+    // the font names its glyphs, the names "A".."J" themselves.
+    if (FT_Select_Charmap(face.face, FT_ENCODING_UNICODE) != 0) return false;
+    for (int k = 0; k < 10; ++k) {
+      const FT_UInt idx = FT_Get_Char_Index(face.face, static_cast<FT_ULong>('A' + k));
+      if (idx == 0) return false;
+      if (FT_HAS_GLYPH_NAMES(face.face)) {
+        char name[64] = {0};
+        if (FT_Get_Glyph_Name(face.face, idx, name, sizeof(name)) == 0 && std::string(name) != std::string(1, char('A' + k)))
+          return false;
+      }
+    }
     std::vector<cv::Mat> gs;
     for (int k = 0; k < 10; ++k) {
       cv::Mat g = crop_ink(glyph(face.face, char('A' + k)));

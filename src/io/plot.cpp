@@ -18,6 +18,9 @@ constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 // FONT_HERSHEY_SIMPLEX at scale 0.42 has cap height ~9 px: one text line of 13 px.
 constexpr double kFontScale = 0.42;
 cv::Scalar grey_of(float g) { return cv::Scalar(std::lround(std::clamp(g, 0.0f, 1.0f) * 255.0f)); }
+// Axis-aligned segments (axes, grid lines, thresholds) are drawn crisp, in
+// their exact grey; anti-aliasing would smear them over two pixel rows.
+int line_type(double x0, double y0, double x1, double y1) { return x0 == x1 || y0 == y1 ? cv::LINE_8 : cv::LINE_AA; }
 }  // namespace
 
 struct Canvas::Impl {
@@ -57,7 +60,7 @@ void Canvas::polyline(const std::vector<std::pair<double, double>>& pts, float g
     const auto [x1, y1] = pts[i];
     const double len = std::hypot(x1 - x0, y1 - y0);
     if (on <= 0 || len == 0) {
-      cv::line(impl_->img, P(x0, y0), P(x1, y1), colour, thickness, cv::LINE_AA, kShift);
+      cv::line(impl_->img, P(x0, y0), P(x1, y1), colour, thickness, line_type(x0, y0, x1, y1), kShift);
       walked += len;
       continue;
     }
@@ -69,7 +72,7 @@ void Canvas::polyline(const std::vector<std::pair<double, double>>& pts, float g
       if (phase < on) {
         const double a = s / len, b = seg_end / len;
         cv::line(impl_->img, P(x0 + a * (x1 - x0), y0 + a * (y1 - y0)), P(x0 + b * (x1 - x0), y0 + b * (y1 - y0)),
-                 colour, thickness, cv::LINE_AA, kShift);
+                 colour, thickness, line_type(x0, y0, x1, y1), kShift);
       }
       s = seg_end + 1e-9;
     }

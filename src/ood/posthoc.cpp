@@ -182,8 +182,8 @@ torch::Tensor odin_score(Energy& e, const torch::Tensor& x, double T, double eps
       // more for in-distribution inputs than for OOD ones (Liang et al. 2018, eq. 2).
       auto xg = xb.clone().requires_grad_(true);
       const auto L = e.logits(xg) / T;
-      const auto loss = -torch::log_softmax(L, 1).max(1).values.sum();
-      const auto g = torch::autograd::grad({loss}, {xg})[0];
+      const auto loss = -std::get<0>(torch::log_softmax(L, 1).max(1)).sum();
+      const auto g = torch::autograd::grad(std::vector<torch::Tensor>{loss}, std::vector<torch::Tensor>{xg})[0];
       xp = (xb - eps * g.sign()).detach();
     }
     torch::NoGradGuard ng;

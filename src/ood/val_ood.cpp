@@ -26,8 +26,9 @@ torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
   auto kv = k.view({1, 1, 2 * r + 1, 1}).expand({C, 1, 2 * r + 1, 1}).contiguous();
   // Reflect padding keeps the border's brightness (zero padding would darken it).
   auto y = torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({r, r, r, r}).mode(torch::kReflect));
-  y = torch::conv2d(y, kh, {}, 1, 0, 1, C);
-  return torch::conv2d(y, kv, {}, 1, 0, 1, C);
+  namespace F = torch::nn::functional;
+  y = F::conv2d(y, kh, F::Conv2dFuncOptions().groups(C));
+  return F::conv2d(y, kv, F::Conv2dFuncOptions().groups(C));
 }
 
 }  // namespace
@@ -39,7 +40,7 @@ torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t 
   torch::NoGradGuard ng;
   if (kind == "pixel-shuffle") {
     // An independent permutation per image: argsort of uniform noise.
-    auto perm = torch::rand({N, H * W}, gen).argsort(1);
+    auto perm = torch::rand({N, H * W}, gen).argsort(/*dim=*/int64_t(1));
     auto flat = x.reshape({N, C, H * W});
     return flat.gather(2, perm.unsqueeze(1).expand({N, C, H * W})).reshape({N, C, H, W});
   }
@@ -49,7 +50,7 @@ torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t 
     const int64_t ph = H / 4, pw = W / 4;
     // [N,C,4,ph,4,pw] -> [N,16,C,ph,pw]
     auto p = x.reshape({N, C, 4, ph, 4, pw}).permute({0, 2, 4, 1, 3, 5}).reshape({N, 16, C, ph, pw});
-    auto perm = torch::rand({N, 16}, gen).argsort(1);
+    auto perm = torch::rand({N, 16}, gen).argsort(/*dim=*/int64_t(1));
     p = p.gather(1, perm.view({N, 16, 1, 1, 1}).expand({N, 16, C, ph, pw}));
     return p.reshape({N, 4, 4, C, ph, pw}).permute({0, 3, 1, 4, 2, 5}).reshape({N, C, H, W}).contiguous();
   }
