@@ -181,6 +181,7 @@ TEST(CliDefaults, Compose) {
 TEST(CliDefaults, Ood) {
   const OodEvalOptions e;
   expect_flag_defaults({"ood", "eval"}, {{"--n-in", show(e.n_in())},
+                                         {"--split", show(e.split())},
                                          {"--n-ood", show(e.n_ood())},
                                          {"--batch", show(e.batch())},
                                          {"--bootstrap", show(e.bootstrap())}});

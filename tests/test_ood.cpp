@@ -251,6 +251,21 @@ TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
   const auto table = format_table({r});
   EXPECT_NE(table.find("uniform (far, seen in training)"), std::string::npos) << table;
   EXPECT_NE(table.find("mean near"), std::string::npos) << table;
+
+  // The val split: in-distribution val images against validation OOD only.
+  const auto v = evaluate_ood(e, OodEvalOptions().in("mnist").split("val").ood({"val-ood"}).n_in(100).n_ood(50).progress(false))[0];
+  ASSERT_EQ(v.ood.size(), 4u);
+  EXPECT_EQ(v.ood[0].name, "pixel-shuffle");
+  EXPECT_EQ(v.ood[3].name, "mixup");
+  EXPECT_EQ(v.ood[1].n, 50);
+  EXPECT_EQ(v.ood[2].group, "val");
+  EXPECT_EQ(v.to_json()["split"], "val");
+  DatasetOptions dv;
+  dv.split = "val";
+  dv.n = 100;
+  EXPECT_TRUE(torch::allclose(v.in_scores, ood_score(e, load_dataset("mnist", dv).images, "energy"), 0, 1e-9));
+  EXPECT_THROW(evaluate_ood(e, OodEvalOptions().in("mnist").split("val").ood({"uniform"}).progress(false)), UsageError);
+  EXPECT_THROW(evaluate_ood(e, OodEvalOptions().in("mnist").split("fit").ood({"uniform"}).progress(false)), UsageError);
 }
 
 TEST(OodScores, CombinedIsComplexityScoreGatedByTheLargestValidationEnergy) {

@@ -18,6 +18,7 @@
 #include "ebm/io/image_io.h"
 #include "ebm/io/plot.h"
 #include "ebm/io/progress.h"
+#include "ebm/ood/val_ood.h"
 #include "format.h"
 
 namespace ebm {
@@ -106,6 +107,17 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   if (o.n_ood() == 0 || o.n_ood() < -1) throw UsageError("n_ood must be positive or -1 (all), got " + std::to_string(o.n_ood()));
   if (o.bootstrap() < 0) throw UsageError("bootstrap resamples must be >= 0, got " + std::to_string(o.bootstrap()));
   for (const auto& s : o.scores()) check_score(s, e);
+  const bool val = check_eval_split(o.split()) == "val";
+  std::vector<std::string> ood_names;
+  for (const auto& name : o.ood()) {
+    if (val && !is_val_ood(name))
+      throw UsageError("OOD set '" + name + "' on the val split: choices are made on validation OOD only "
+                       "(pixel-shuffle, patch-shuffle, blur, mixup or val-ood); test OOD sets go with --split test");
+    if (name == "val-ood")
+      for (const auto& k : val_ood_kinds()) ood_names.push_back(k);
+    else
+      ood_names.push_back(name);
+  }
   ScoreOptions so;
   so.temperature(o.temperature()).batch(o.batch());
   e.set_training(false);
@@ -118,7 +130,7 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
         fit_posthoc(e, PosthocOptions().in(o.in()).seed(o.seed()).batch(o.batch()).root(o.root()))));
 
   DatasetOptions din;
-  din.split = "test";
+  din.split = o.split();
   din.n = o.n_in();
   din.synthetic_n = o.n_in() > 0 ? o.n_in() : 2000;
   din.seed = o.seed();
@@ -126,11 +138,20 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   const Dataset in = load_dataset(o.in(), din);
   if (in.size() == 0) throw DataError("in-distribution set '" + o.in() + "' is empty");
   std::vector<Dataset> outs;
-  for (const auto& name : o.ood()) {
+  for (size_t j = 0; j < ood_names.size(); ++j) {
+    const auto& name = ood_names[j];
     DatasetOptions d = din;
     d.n = o.n_ood();
     d.synthetic_n = o.n_ood() > 0 ? o.n_ood() : 2000;
-    outs.push_back(load_dataset(name, d));
+    if (val) {
+      Dataset v;
+      v.name = name + ":" + o.in() + "/fit";
+      v.split = "fit";
+      v.images = validation_ood(name, o.in(), d.synthetic_n, o.seed() + 1000 + j, o.root());
+      outs.push_back(v);
+    } else {
+      outs.push_back(load_dataset(name, d));
+    }
     if (outs.back().size() == 0) throw DataError("OOD set '" + name + "' is empty");
   }
 
@@ -158,6 +179,7 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
     OodReport r;
     r.score = score;
     r.in = o.in();
+    r.split = o.split();
     r.n_in = in.size();
     r.temperature = o.temperature();
     r.in_scores = s_in.at(score);
@@ -173,8 +195,8 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
     const auto vin = to_vector(r.in_scores);
     for (size_t j = 0; j < outs.size(); ++j) {
       OodSetResult res;
-      res.name = o.ood()[j];
-      res.group = ood_group(o.in(), res.name);
+      res.name = ood_names[j];
+      res.group = val ? "val" : ood_group(o.in(), res.name);
       res.seen = is_seen(res.name, o.seen());
       res.n = outs[j].size();
       res.scores = s_out[j].at(score);
@@ -200,7 +222,7 @@ json OodReport::to_json() const {
   json j;
   j["score"] = score;
   j["in"] = in;
-  j["split"] = "test";
+  j["split"] = split;
   j["n_in"] = n_in;
   j["temperature"] = temperature;
   j["mean_score_in"] = mean_score_in;
@@ -238,7 +260,7 @@ json OodReport::to_json() const {
 json reports_json(const std::vector<OodReport>& reports) {
   TORCH_INTERNAL_ASSERT(!reports.empty());
   if (reports.size() == 1) return reports[0].to_json();
-  json j{{"in", reports[0].in}, {"split", "test"}, {"n_in", reports[0].n_in}};
+  json j{{"in", reports[0].in}, {"split", reports[0].split}, {"n_in", reports[0].n_in}};
   if (!std::isnan(reports[0].accuracy)) j["classifier"] = {{"accuracy", reports[0].accuracy}};
   j["scores"] = json::array();
   for (const auto& r : reports) j["scores"].push_back(r.to_json());

@@ -220,17 +220,11 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
   d.n = o.n_val();
   const Dataset val = load_dataset(o.in(), d);
 
-  // Validation OOD: corruptions of fit-split images the statistics do not use when possible
-  // (the tail of the fit split), else of the first ones.
-  DatasetOptions dc = d;
-  dc.split = "fit";
-  dc.n = -1;
-  const Dataset all_fit = load_dataset(o.in(), dc);
-  const int64_t n_src = std::min(o.n_val(), all_fit.size());
-  const auto src = all_fit.images.narrow(0, all_fit.size() - n_src, n_src);
+  // Validation OOD (val_ood.h): corruptions of the tail of the fit split.
   std::vector<std::pair<std::string, torch::Tensor>> vood;
   uint64_t s = o.seed();
-  for (const auto& k : val_ood_kinds()) vood.emplace_back(k, corrupt(k, src, s++));
+  for (const auto& k : val_ood_kinds()) vood.emplace_back(k, validation_ood(k, o.in(), o.n_val(), s++, o.root()));
+  const int64_t n_src = vood.front().second.size(0);
 
   const auto F = extract_features(e, fit.images, o.batch()).features;
   const auto Fval = extract_features(e, val.images, o.batch()).features;

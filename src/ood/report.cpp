@@ -29,7 +29,7 @@ std::string pad_right(const std::string& s, size_t w) { return s.size() >= w ? s
 std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }
 
 std::string header_line(const OodReport& r) {
-  std::string s = "in: " + r.in + " (test split, n_in = " + std::to_string(r.n_in) + ")";
+  std::string s = "in: " + r.in + " (" + r.split + " split, n_in = " + std::to_string(r.n_in) + ")";
   if (!std::isnan(r.accuracy)) s += ", classifier accuracy " + fmt("%.4f", r.accuracy);
   return s;
 }

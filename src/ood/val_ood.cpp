@@ -3,9 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ebm/core/common.h"
+#include "ebm/io/data.h"
 
 namespace ebm {
 
@@ -64,6 +66,24 @@ torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t 
   std::string known;
   for (const auto& k : val_ood_kinds()) known += (known.empty() ? "" : ", ") + k;
   throw UsageError("unknown validation-OOD kind '" + kind + "' (known: " + known + ")");
+}
+
+bool is_val_ood(const std::string& name) {
+  if (name == "val-ood") return true;
+  const auto& k = val_ood_kinds();
+  return std::find(k.begin(), k.end(), name) != k.end();
+}
+
+torch::Tensor validation_ood(const std::string& kind, const std::string& in, int64_t n, uint64_t seed,
+                             const std::string& root) {
+  if (n < 1) throw UsageError("validation OOD needs n >= 1 images, got " + std::to_string(n));
+  DatasetOptions d;
+  d.split = "fit";
+  d.root = root;
+  const Dataset fit = load_dataset(in, d);
+  const int64_t m = std::min(n, fit.size());
+  if (m == 0) throw DataError("'" + in + "' has an empty fit split");
+  return corrupt(kind, fit.images.narrow(0, fit.size() - m, m), seed);
 }
 
 }  // namespace ebm

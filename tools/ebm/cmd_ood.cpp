@@ -55,7 +55,11 @@ void add_eval(CLI::App* ood, Action& run) {
   static double temperature = std::nan("");  // NaN = the card's (card_temperature)
   static Common c;
   sub->add_option("--model", model, "Native model folder or TorchScript file")->required();
-  sub->add_option("--in", o.in(), "In-distribution dataset; its test split is used (never train/val)")->required();
+  sub->add_option("--in", o.in(), "In-distribution dataset; its --split is scored")->required();
+  sub->add_option("--split", o.split(),
+                  "test (reported figures, any OOD sets) or val (for choices: the val split against validation\n"
+                  "OOD only: pixel-shuffle, patch-shuffle, blur, mixup or val-ood, built from the fit split)")
+      ->capture_default_str();
   sub->add_option("--ood", o.ood(), "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
       ->required()
       ->delimiter(',');

@@ -167,8 +167,14 @@ std::vector<std::string> seen_in_training(const std::string& model_path);
 bool is_seen(const std::string& set, const std::vector<std::string>& seen);
 
 struct OodEvalOptions {
-  /// In-distribution dataset; its test split is used.
+  /// In-distribution dataset; its `split` is scored.
   TORCH_ARG(std::string, in) = "fashion-mnist";
+  /// "test": reported figures; the OOD sets are any datasets (their test split).
+  /// "val": for choices; the in-distribution val split against validation OOD
+  /// only (val_ood.h: pixel-shuffle, patch-shuffle, blur, mixup, or "val-ood"
+  /// for all four, each n_ood fit-split images, default 2000). Any other OOD
+  /// set on the val split is a UsageError: choices never see test OOD data.
+  TORCH_ARG(std::string, split) = "test";
   /// OOD datasets (data.h names or files).
   TORCH_ARG(std::vector<std::string>, ood) = {};
   /// Score names (see parse_scores); one report per score.
@@ -207,6 +213,7 @@ struct OodSetResult {
 /// One score's evaluation against every OOD set.
 struct OodReport {
   std::string score, in;
+  std::string split = "test";
   int64_t n_in = 0;
   double temperature = 1.0;
   double mean_score_in = 0;

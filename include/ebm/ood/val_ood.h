@@ -31,4 +31,14 @@ const std::vector<std::string>& val_ood_kinds();
 /// UsageError for an unknown kind.
 torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t seed);
 
+/// True for a kind above or "val-ood" (all of them).
+bool is_val_ood(const std::string& name);
+
+/// The validation-OOD set `kind` for in-distribution dataset `in`: the last
+/// `n` images of its fit split (at most all), corrupted with `seed`. The tail
+/// of the fit split, because fit_posthoc() takes its statistics from the head.
+/// [n,C,H,W].
+torch::Tensor validation_ood(const std::string& kind, const std::string& in, int64_t n, uint64_t seed,
+                             const std::string& root = "");
+
 }  // namespace ebm
