@@ -127,7 +127,7 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   // The post-hoc detectors: statistics from the fit split, choices on validation OOD only.
   if (std::any_of(o.scores().begin(), o.scores().end(), [](const std::string& s) { return is_posthoc(s); }))
     so.posthoc(std::make_shared<const PosthocModel>(
-        fit_posthoc(e, PosthocOptions().in(o.in()).seed(o.seed()).batch(o.batch()).root(o.root()))));
+        fit_posthoc(e, PosthocOptions().in(o.in()).seed(o.seed()).batch(o.batch()).root(o.root()).progress(o.progress()))));
 
   DatasetOptions din;
   din.split = o.split();

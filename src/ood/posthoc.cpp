@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
 
 #include "ebm/core/common.h"
 #include "ebm/io/data.h"
+#include "ebm/io/progress.h"
 #include "ebm/metrics/metrics.h"
 #include "ebm/ood/val_ood.h"
 
@@ -226,10 +228,25 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
   for (const auto& k : val_ood_kinds()) vood.emplace_back(k, validation_ood(k, o.in(), o.n_val(), s++, o.root()));
   const int64_t n_src = vood.front().second.size(0);
 
+  // Units of work: 2 + kinds feature passes, then every candidate of knn, react, vim and odin.
+  const int64_t steps = 2 + int64_t(vood.size()) + int64_t(o.knn_k().size() + o.react_percentile().size() +
+                                                      o.vim_dim_fraction().size() +
+                                                      o.odin_temperature().size() * o.odin_eps().size());
+  std::unique_ptr<Progress> bar;
+  if (o.progress()) bar = std::make_unique<Progress>("post-hoc fit", steps, 5.0);
+  int64_t done = 0;
+  auto tick = [&](const std::string& what) {
+    if (bar) bar->update(++done, what);
+  };
   const auto F = extract_features(e, fit.images, o.batch()).features;
+  tick("features of " + std::to_string(fit.size()) + " fit images");
   const auto Fval = extract_features(e, val.images, o.batch()).features;
+  tick("features of the val split");
   std::vector<torch::Tensor> Food;
-  for (const auto& [k, x] : vood) Food.push_back(extract_features(e, x, o.batch()).features);
+  for (const auto& [k, x] : vood) {
+    Food.push_back(extract_features(e, x, o.batch()).features);
+    tick("features of " + k);
+  }
 
   // Mean AUROC of in-distribution val against every validation-OOD kind.
   auto val_auroc = [&](const std::function<torch::Tensor(const torch::Tensor&)>& score) {
@@ -251,6 +268,7 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
     Knn m = Knn::fit(F, k);
     const double a = val_auroc([&](const torch::Tensor& f) { return m.score(f); });
     tried["knn"].push_back({{"k", k}, {"auroc", a}});
+    tick("knn k=" + std::to_string(k));
     if (a > best) best = a, pm.knn = m;
   }
   if (best < 0) throw UsageError("knn: no candidate k fits " + std::to_string(F.size(0)) + " fit images");
@@ -261,6 +279,7 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
     React m = React::fit(F, W, b, p);
     const double a = val_auroc([&](const torch::Tensor& f) { return m.score(f); });
     tried["react"].push_back({{"percentile", p}, {"clip", m.clip}, {"auroc", a}});
+    tick("react");
     if (a > best) best = a, pm.react = m;
   }
 
@@ -272,6 +291,7 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
     Vim m = Vim::fit(F, W, b, dim);
     const double a = val_auroc([&](const torch::Tensor& f) { return m.score(f); });
     tried["vim"].push_back({{"dim", dim}, {"auroc", a}});
+    tick("vim dim=" + std::to_string(dim));
     if (a > best) best = a, pm.vim = m;
   }
 
@@ -284,9 +304,11 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
       for (const auto& [k, x] : vood) a += ood_metrics(sin, odin_score(e, x, T, eps, o.batch())).auroc;
       a /= double(vood.size());
       tried["odin"].push_back({{"temperature", T}, {"eps", eps}, {"auroc", a}});
+      tick("odin T=" + std::to_string(int64_t(T)) + " eps=" + std::to_string(eps));
       if (a > best) best = a, pm.odin_temperature = T, pm.odin_eps = eps;
     }
 
+  if (bar) bar->finish();
   std::string kinds;
   for (const auto& k : val_ood_kinds()) kinds += (kinds.empty() ? "" : ", ") + k;
   pm.choices = {{"knn", {{"k", pm.knn.k}}},

@@ -138,6 +138,8 @@ struct PosthocOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(int64_t, batch) = kScoringBatch;
   TORCH_ARG(std::string, root) = "";
+  /// Progress on stderr (ebm::Progress): feature passes, then each candidate.
+  TORCH_ARG(bool, progress) = true;
 };
 
 /// Fit every post-hoc detector on `e` and choose its hyperparameters on
