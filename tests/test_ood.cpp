@@ -216,12 +216,12 @@ TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
   make_dirs(root + "/plain");
   make_dirs(root + "/ens");
   write_file_atomic(root + "/eft/card.json", json{{"options", {{"outliers", "pixel permutation, ..."}}}}.dump());
-  write_file_atomic(root + "/plain/card.json", json{{"options", {{"lr", 1e-3}}}}.dump());
+  write_file_atomic(root + "/plain/card.json", json{{"options", {{"lr", 1e-3}}}, {"ood_choices_saw", {"mnist"}}}.dump());
   write_file_atomic(root + "/ens/card.json",
                     json{{"members", json::array({json{{"model", "../plain"}}, json{{"model", "../eft"}}})}}.dump());
   EXPECT_EQ(seen_in_training(root + "/eft"), (std::vector<std::string>{"uniform", "invert:*"}));
-  EXPECT_TRUE(seen_in_training(root + "/plain").empty());
-  EXPECT_EQ(seen_in_training(root + "/ens"), (std::vector<std::string>{"uniform", "invert:*"}));
+  EXPECT_EQ(seen_in_training(root + "/plain"), (std::vector<std::string>{"mnist"}));
+  EXPECT_EQ(seen_in_training(root + "/ens"), (std::vector<std::string>{"mnist", "uniform", "invert:*"}));
 
   // A seen set is reported but left out of every mean; the group means average the rest.
   if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
@@ -245,11 +245,11 @@ TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
   EXPECT_EQ(r.groups[1].first, "far");
   EXPECT_NEAR(r.groups[1].second.auroc, r.ood[1].metrics.auroc, 1e-12);
   const json j = r.to_json();
-  EXPECT_EQ(j["ood"][0]["seen_in_training"], true);
+  EXPECT_EQ(j["ood"][0]["seen"], true);
   EXPECT_EQ(j["ood"][2]["group"], "near");
   EXPECT_TRUE(j["groups"].contains("far"));
   const auto table = format_table({r});
-  EXPECT_NE(table.find("uniform (far, seen in training)"), std::string::npos) << table;
+  EXPECT_NE(table.find("uniform (far, seen)"), std::string::npos) << table;
   EXPECT_NE(table.find("mean near"), std::string::npos) << table;
 
   // The val split: in-distribution val images against validation OOD only.

@@ -63,6 +63,9 @@ void collect_seen(const std::string& model_path, std::vector<std::string>& out, 
     add("uniform");
     add("invert:*");
   }
+  if (card.contains("ood_choices_saw") && card["ood_choices_saw"].is_array())
+    for (const auto& s : card["ood_choices_saw"])
+      if (s.is_string()) add(s.get<std::string>());
   if (card.contains("members") && card["members"].is_array())
     for (const auto& m : card["members"]) {
       if (!m.contains("model") || !m["model"].is_string()) continue;
@@ -77,7 +80,10 @@ OodMetrics mean_metrics(const std::vector<OodSetResult>& sets, int64_t n_in, con
   m.n_in = n_in;
   double k = 0;
   for (const auto& x : sets) k += !x.seen && (group.empty() || x.group == group);
-  if (k == 0) return m;
+  if (k == 0) {  // every set was seen: there is no held-out mean
+    m.auroc = m.aupr_in = m.aupr_out = m.fpr95 = m.detection_error = std::nan("");
+    return m;
+  }
   for (const auto& x : sets) {
     if (x.seen || (!group.empty() && x.group != group)) continue;
     m.auroc += x.metrics.auroc / k;
@@ -231,16 +237,20 @@ json OodReport::to_json() const {
   json arr = json::array();
   for (const auto& x : ood) {
     json o{{"name", x.name}, {"group", x.group}, {"n", x.n}};
-    if (x.seen) o["seen_in_training"] = true;
+    if (x.seen) o["seen"] = true;
     o.update(x.metrics.to_json());
     o["mean_score"] = x.mean_score;
     if (x.has_ci) o["ci"] = x.ci.to_json();
     arr.push_back(o);
   }
   j["ood"] = arr;
-  json m = mean.to_json();
-  m["n"] = mean.n_ood;
-  j["mean"] = m;
+  if (std::isnan(mean.auroc)) {
+    j["mean"] = nullptr;  // every set was seen: no held-out mean
+  } else {
+    json m = mean.to_json();
+    m["n"] = mean.n_ood;
+    j["mean"] = m;
+  }
   for (const auto& [g, gm] : groups) {
     json jg = gm.to_json();
     jg["n"] = gm.n_ood;

@@ -40,11 +40,9 @@ std::string score_label(const OodReport& r) {
                         : "");
 }
 
-// "mnist (near)", "uniform (far, seen in training)": the protocol's group and
-// leakage mark beside each set (evaluate.cpp's ood_group / seen_in_training).
-std::string set_label(const OodSetResult& x) {
-  return x.name + " (" + x.group + (x.seen ? ", seen in training" : "") + ")";
-}
+// "mnist (near)", "uniform (far, seen)": the protocol's group and leakage
+// mark beside each set (evaluate.cpp's ood_group / seen_in_training).
+std::string set_label(const OodSetResult& x) { return x.name + " (" + x.group + (x.seen ? ", seen" : "") + ")"; }
 
 size_t name_width(const OodReport& r) {
   size_t w = 9;
@@ -54,7 +52,8 @@ size_t name_width(const OodReport& r) {
 
 // The rows below the sets: "mean" (every set not seen in training), then one per group.
 std::vector<std::pair<std::string, const OodMetrics*>> mean_rows(const OodReport& r) {
-  std::vector<std::pair<std::string, const OodMetrics*>> rows{{"mean", &r.mean}};
+  std::vector<std::pair<std::string, const OodMetrics*>> rows;
+  if (!std::isnan(r.mean.auroc)) rows.emplace_back("mean", &r.mean);
   for (const auto& [g, m] : r.groups) rows.emplace_back("mean " + g, &m);
   return rows;
 }

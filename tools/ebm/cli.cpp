@@ -8,6 +8,7 @@
 #include "ebm/core/common.h"
 #include "ebm/core/langevin.h"
 #include "ebm/core/fs.h"
+#include "ebm/core/models.h"
 #include "ebm/io/progress.h"
 
 namespace ebm::cli {
@@ -116,6 +117,12 @@ namespace {
 std::string g_cmdline;
 }
 const std::string& command_line() { return g_cmdline; }
+
+std::string provenance_header(const std::vector<std::string>& model_paths) {
+  std::string models;
+  for (const auto& p : model_paths) models += (models.empty() ? "" : ", ") + p + " " + model_hash(p);
+  return "command: " + command_line() + "\nmodels: " + models + "\n\n";
+}
 void set_command_line(int argc, char** argv) {
   g_cmdline.clear();
   for (int i = 0; i < argc; ++i) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "ebm/core/langevin.h"
 
@@ -35,6 +36,9 @@ void write_json(const std::string& where, const json& j);
 void require(bool cond, const std::string& message);
 /// The command line as one string, for model cards and reports.
 const std::string& command_line();
+/// The two header lines of a text or Markdown report: "command: <command_line()>"
+/// and "models: <path> <sha256>, ..." (model_hash of each path), then a blank line.
+std::string provenance_header(const std::vector<std::string>& model_paths);
 void set_command_line(int argc, char** argv);
 
 /// Bind the shared sampler's flags to `o`; the defaults shown are o's values,

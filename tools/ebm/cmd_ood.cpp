@@ -87,8 +87,9 @@ void add_eval(CLI::App* ood, Action& run) {
               "Groups (as OpenOOD reports them): near = another image domain of the same kind (mnist for\n"
               "fashion-mnist and the reverse, letters, vflip:, invert:); far = noise, constants and unrelated\n"
               "images (gaussian, uniform, constant, icons, photos). The table adds a mean per group. A set\n"
-              "that shares a generator with the model's training outliers (its card, or its members')\n"
-              "is marked \"seen in training\" and left out of every mean.\n"
+              "that shares a generator with the model's training outliers, or that one of its choices looked\n"
+              "at (its card's ood_seen / ood_choices_saw, or its members'), is marked \"seen\" and left out\n"
+              "of every mean.\n"
               "AUPR depends on the in:OOD ratio, so n is reported per set. --seed fixes the synthetic sets\n"
               "(gaussian, uniform, constant) and the bootstrap.\n"
               "--scores-out writes every image's scores (set,index,<score>,...), e.g. to fit your own\n"
@@ -112,12 +113,13 @@ void add_eval(CLI::App* ood, Action& run) {
       j["model"] = model;
       j["model_sha256"] = model_hash(model);
       j["command"] = command_line();
+      j["models"] = {{model, j["model_sha256"]}};
       // Side outputs first, so that a failure leaves no JSON claiming success.
       if (!plots.empty()) {
         const auto paths = write_ood_plots(reports, plots);
         std::fprintf(stderr, "wrote %zu plot(s) to %s/\n", paths.size(), plots.c_str());
       }
-      if (!md.empty()) write_file_atomic(md, format_markdown(reports));
+      if (!md.empty()) write_file_atomic(md, provenance_header({model}) + format_markdown(reports));
       if (!csv.empty()) write_file_atomic(csv, format_csv(reports));
       if (!scores_out.empty()) write_file_atomic(scores_out, format_scores_csv(reports));
       write_json(c.json_out, j);

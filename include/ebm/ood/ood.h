@@ -156,12 +156,16 @@ double card_temperature(const std::string& model, double given = std::nan(""));
 ///           images (icons, photos), and anything else (files).
 std::string ood_group(const std::string& in, const std::string& set);
 
-/// The OOD test sets that share a generator with the outliers a model saw in
-/// training, read from its card and, for ensembles, its members' cards:
-/// a card's "ood_seen" list if it has one; else, when it was trained with
-/// synthesised outliers (card "options.outliers", train.h's
-/// synthesize_outliers), "uniform" and "invert:*" (its uniform-noise and
-/// contrast-inversion generators). "invert:*" matches every invert: set.
+/// The OOD test sets a model has seen before its evaluation, read from its card
+/// and, for ensembles, its members' cards:
+///   - those that share a generator with its training outliers: the card's
+///     "ood_seen" list if it has one; else, when it was trained with
+///     synthesised outliers (card "options.outliers", train.h's
+///     synthesize_outliers), "uniform" and "invert:*" (its uniform-noise and
+///     contrast-inversion generators);
+///   - those that one of its choices (score, weights, members) looked at: the
+///     card's "ood_choices_saw" list.
+/// "invert:*" matches every invert: set.
 std::vector<std::string> seen_in_training(const std::string& model_path);
 /// True when `set` matches an entry of `seen` (exactly, or "prefix:*").
 bool is_seen(const std::string& set, const std::vector<std::string>& seen);
@@ -193,15 +197,15 @@ struct OodEvalOptions {
   TORCH_ARG(std::string, root) = "";
   /// Show a progress bar on stderr (ebm::Progress).
   TORCH_ARG(bool, progress) = true;
-  /// OOD sets the model saw in training (seen_in_training): reported, marked,
-  /// and left out of every mean.
+  /// OOD sets the model saw in training or in its choices (seen_in_training):
+  /// reported, marked "seen", and left out of every mean.
   TORCH_ARG(std::vector<std::string>, seen) = {};
 };
 
 struct OodSetResult {
   std::string name;
   std::string group;  // ood_group(): "near" or "far"
-  bool seen = false;  // shares a generator with the training outliers
+  bool seen = false;  // seen in training or by a choice (seen_in_training)
   int64_t n = 0;
   OodMetrics metrics;
   bool has_ci = false;
@@ -224,8 +228,8 @@ struct OodReport {
   json choices;
   torch::Tensor in_scores;  // [n_in] float64
   std::vector<OodSetResult> ood;
-  /// Unweighted mean of each metric over the OOD sets not seen in training
-  /// (n_ood = their total images).
+  /// Unweighted mean of each metric over the OOD sets not seen (n_ood = their
+  /// total images); NaN metrics when every set was seen (no mean row is printed).
   OodMetrics mean;
   /// The same mean per group, "near" then "far" (groups with no unseen set are absent).
   std::vector<std::pair<std::string, OodMetrics>> groups;
