@@ -11,6 +11,7 @@
 #include "ebm/core/common.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/models.h"
+#include "ebm/defend/defend.h"
 #include "ebm/defend/purify.h"
 
 namespace {
@@ -244,6 +245,51 @@ TEST(purify, OptionsFromCardOverrideDefaultsAndRejectMalformed) {
   EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"steps", "ten"}}}}), DataError);
   // A malformed card is a data error (a file the user gave), not a usage error.
   EXPECT_THROW(purify_options_from_card(nlohmann::json{{"purify", {{"step_schedule", "bogus"}}}}), DataError);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(DefendReport, JsonRoundTripAndWriters) {
+  const nlohmann::json j = {
+      {"attack", "pgd"}, {"eps", 0.3}, {"n", 16}, {"data", "mnist"}, {"split", "test"}, {"clean_accuracy", 0.9375},
+      {"results", {{{"threat", "undefended"}, {"attack", "pgd"}, {"purify_steps", 0}, {"clean_accuracy", 0.9375},
+                    {"robust_accuracy", 0.0}, {"max_linf", 0.3}},
+                   {{"threat", "grey-box"}, {"attack", "pgd"}, {"purify_steps", 10}, {"clean_accuracy", 0.875},
+                    {"robust_accuracy", 0.8125}, {"seconds", 1.5}}}},
+      {"sanity_checks", {{{"name", "unbounded"}, {"threat", "grey-box"}, {"purify_steps", 10}, {"passed", false},
+                          {"points", {{{"eps", 1.0}, {"robust_accuracy", 0.5}}}}, {"n", 16}}}},
+      {"sanity_failed", {"unbounded (grey-box)"}},
+      {"seed", 0},
+      {"purifier", {{"steps", 10}}}};
+  const auto r = DefendReport::from_json(j);
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.rows[1].threat, "grey-box");
+  EXPECT_EQ(r.rows[1].purify_steps, 10);
+  EXPECT_DOUBLE_EQ(r.rows[1].robust_accuracy, 0.8125);
+  EXPECT_DOUBLE_EQ(r.rows[0].extra["max_linf"].get<double>(), 0.3);
+  ASSERT_EQ(r.sanity.size(), 1u);
+  EXPECT_FALSE(r.sanity[0].passed);
+  EXPECT_EQ(r.sanity_failed(), (std::vector<std::string>{"unbounded (grey-box)"}));
+  EXPECT_EQ(r.details["purifier"]["steps"], 10);
+  // The round trip is exact: every field comes back, typed or in extra/details.
+  EXPECT_EQ(r.to_json(), j);
+  const auto text = r.to_text();
+  EXPECT_NE(text.find("mnist, attack pgd eps 0.3, n = 16, clean accuracy 0.9375"), std::string::npos) << text;
+  EXPECT_NE(text.find("grey-box    pgd                 10          0.8750           0.8125"), std::string::npos) << text;
+  EXPECT_NE(text.find("FAILED"), std::string::npos);
+  EXPECT_NE(r.to_markdown().find("| grey-box | pgd | 10 | 0.8750 | 0.8125 |"), std::string::npos);
+  // cw has no eps: null in JSON, absent from the heading.
+  auto cw = j;
+  cw["attack"] = "cw";
+  cw["eps"] = nullptr;
+  const auto rc = DefendReport::from_json(cw);
+  EXPECT_TRUE(std::isnan(rc.eps));
+  EXPECT_TRUE(rc.to_json()["eps"].is_null());
+  const auto first_line = rc.to_text().substr(0, rc.to_text().find('\n'));
+  EXPECT_EQ(first_line, "mnist, attack cw, n = 16, clean accuracy 0.9375");
+  EXPECT_THROW(DefendReport::from_json(nlohmann::json{{"attack", "pgd"}}), DataError);
 }
 
 }  // namespace

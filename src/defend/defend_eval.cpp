@@ -160,7 +160,7 @@ json attack_options_json(const DefendEvalOptions& o) {
 
 }  // namespace
 
-nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
+DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
   check_defend_options(o);
   if (clf.num_classes() <= 0)
     throw UsageError("--classifier must be a classifier (logits [B,K]); '" + clf.describe() + "' is an energy only");
@@ -329,7 +329,7 @@ nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o)
       "adaptive or undefended check means the attack is too weak or gradients are masked, and the rows are not a "
       "robustness claim";
   report["seconds"] = now_s() - t0;
-  return report;
+  return DefendReport::from_json(report);
 }
 
 }  // namespace ebm

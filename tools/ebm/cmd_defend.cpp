@@ -134,7 +134,8 @@ void add_eval(CLI::App* parent, Action& run) {
       o.pgd().random_start(!f->no_random_start);
       o.sanity(!f->no_sanity).seed(f->c.seed).progress(!f->c.quiet);
       check_defend_options(o);  // before the (slow) work, so typos fail fast
-      json rep = defend_eval(*clf, *ebm, o);
+      const DefendReport report = defend_eval(*clf, *ebm, o);
+      json rep = report.to_json();
       rep["classifier"] = f->o.classifier();
       rep["ebm"] = f->o.purifier();
       rep["command"] = command_line();
@@ -142,13 +143,13 @@ void add_eval(CLI::App* parent, Action& run) {
       if (!f->plots.empty()) {
         make_dirs(f->plots);
         const std::string path = f->plots + "/defend-" + o.attack() + ".png";
-        write_defend_plot(rep, path);
+        write_defend_plot(report, path);
         std::fprintf(stderr, "wrote %s\n", path.c_str());
       }
       write_json(f->c.json_out, rep);
-      if (!f->markdown.empty()) write_file_atomic(f->markdown, format_defend_markdown(rep));
+      if (!f->markdown.empty()) write_file_atomic(f->markdown, report.to_markdown());
       std::FILE* to = f->c.json_out == "-" ? stderr : stdout;
-      std::fputs(format_defend_table(rep).c_str(), to);
+      std::fputs(report.to_text().c_str(), to);
       std::fflush(to);
       return 0;
     };

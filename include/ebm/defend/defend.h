@@ -78,22 +78,58 @@ struct DefendEvalOptions {
 /// Check the options; throws UsageError naming the bad value.
 void check_defend_options(const DefendEvalOptions& o);
 
-/// Run the evaluation. clf: classifier (num_classes() > 0); ebm: the purifier's
-/// energy. Returns the JSON report:
-///   {"attack","eps","n","data","clean_accuracy",
-///    "results":[{"threat","attack","purify_steps","clean_accuracy","robust_accuracy",...}],
-///    "sanity_checks":[{"name","threat","purify_steps","n","points","passed",...}],
-///    "sanity_failed":[...], "attack_options", "purifier", "seconds"}
-nlohmann::json defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o);
+/// One threat at one purification length.
+struct DefendRow {
+  std::string threat;  // "undefended", "grey-box" or "adaptive"
+  std::string attack;  // "fgsm", "pgd", "cw" or "bpda-eot"
+  int64_t purify_steps = 0;
+  double clean_accuracy = 0, robust_accuracy = 0;
+  /// The row's other measurements (seconds, max_linf, mean_l2, eot, ...).
+  nlohmann::json extra = nlohmann::json::object();
+};
 
-/// defend_eval's report as text: a heading, one row per threat and
-/// purification length, and the sanity checks.
-std::string format_defend_table(const nlohmann::json& report);
-/// The same rows as a Markdown table.
-std::string format_defend_markdown(const nlohmann::json& report);
+/// One gradient-masking sanity check (see the top of this file).
+struct DefendSanityCheck {
+  std::string name;    // eps_monotone, unbounded, steps_monotone
+  std::string threat;
+  int64_t purify_steps = 0;
+  bool passed = false;
+  nlohmann::json points = nlohmann::json::array();  // [{"eps"|"steps", "robust_accuracy"}, ...]
+  /// n, attack, tolerance, rule, ...
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+/// What defend_eval measures, with its writers.
+struct DefendReport {
+  std::string attack, data, split;
+  double eps = 0;        // NaN for cw (unbounded L2 attack)
+  int64_t n = 0;
+  double clean_accuracy = 0;  // of the bare classifier
+  std::vector<DefendRow> rows;
+  std::vector<DefendSanityCheck> sanity;
+  /// The settings and bookkeeping: attack_options, purifier, seed, seconds, sanity_note.
+  nlohmann::json details = nlohmann::json::object();
+
+  /// Names of the failed checks, "name (threat)".
+  std::vector<std::string> sanity_failed() const;
+  /// {"attack","eps","n","data","split","clean_accuracy",
+  ///  "results":[{"threat","attack","purify_steps","clean_accuracy","robust_accuracy",...}],
+  ///  "sanity_checks":[{"name","threat","purify_steps","points","passed",...}],
+  ///  "sanity_failed":[...], plus details}
+  nlohmann::json to_json() const;
+  /// Parse to_json()'s output; DataError naming the missing field.
+  static DefendReport from_json(const nlohmann::json& j);
+  /// A heading, one row per threat and purification length, and the sanity checks.
+  std::string to_text() const;
+  /// The same rows as a Markdown table.
+  std::string to_markdown() const;
+};
+
+/// Run the evaluation. clf: classifier (num_classes() > 0); ebm: the purifier's energy.
+DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o);
 
 /// Robust-accuracy-vs-purify-steps curve (one line per threat, plus clean
-/// accuracy after purification) as a PNG at `path`, from a defend_eval report.
-void write_defend_plot(const nlohmann::json& report, const std::string& path);
+/// accuracy after purification) as a PNG at `path`.
+void write_defend_plot(const DefendReport& report, const std::string& path);
 
 }  // namespace ebm
