@@ -218,6 +218,11 @@ PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {
   d.n = o.n_fit();
   const Dataset fit = load_dataset(o.in(), d);
   if (!fit.labels.defined()) throw DataError("'" + o.in() + "' has no labels; post-hoc detectors need them");
+  // Mahalanobis fits one Gaussian per class of the model: the dataset's labels must be those classes
+  // (an attribute model, e.g. thickness terciles of MNIST, has classes the labels do not name).
+  if (fit.labels.max().item<int64_t>() >= e.num_classes() || (fit.num_classes > 0 && fit.num_classes != e.num_classes()))
+    throw DataError("'" + o.in() + "' has " + std::to_string(fit.num_classes) + " label classes but " + e.describe() +
+                    " has " + std::to_string(e.num_classes()) + "; post-hoc detectors need a classifier of the dataset's labels");
   d.split = "val";
   d.n = o.n_val();
   const Dataset val = load_dataset(o.in(), d);
