@@ -29,10 +29,13 @@
 //              reports and detectors call it "energy".
 // msp, maxlogit and free-energy on a non-classifier are a UsageError.
 //
-// Evaluation (evaluate_ood) uses the in-distribution TEST split only; the OOD
-// sets use their test split too (synthetic sets: `n_ood` images, default
-// 2000, from `seed`). Calibration (calibrate) uses the VALIDATION split, which
-// trainers hold out (data.h), never the test split.
+// Evaluation (evaluate_ood) scores the in-distribution TEST split against the
+// OOD sets' test splits (synthetic sets: `n_ood` images, default 2000, from
+// `seed`), or, for choices, the VALIDATION split against validation OOD only
+// (val_ood.h). Reports group the sets as near / far (ood_group) and leave the
+// sets a model has seen (seen_in_training) out of their means. Calibration
+// (calibrate) uses the validation split, which trainers hold out (data.h),
+// never the test split.
 //
 // A Detector flags x as OOD when score(x) > threshold, where threshold is the
 // k-th smallest of the n sorted validation scores, k = ceil(percentile/100 * n):
