@@ -188,10 +188,14 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
   const std::string base = adaptive ? "pgd" : o.attack();
   const int64_t K = o.pgd().steps();
 
-  json report = {{"attack", o.attack()}, {"eps", o.attack() == "cw" ? json(nullptr) : json(o.eps())}, {"n", n},
-                 {"data", o.data()}, {"split", o.split()}, {"attack_options", attack_options_json(o)},
-                 {"purifier", purify_options_json(o.purify())}, {"seed", o.seed()}};
-  json results = json::array();
+  DefendReport report;
+  report.attack = o.attack();
+  report.eps = o.attack() == "cw" ? std::nan("") : o.eps();
+  report.n = n;
+  report.data = o.data();
+  report.split = o.split();
+  report.details = {{"attack_options", attack_options_json(o)}, {"purifier", purify_options_json(o.purify())},
+                    {"seed", o.seed()}};
 
   // Clean accuracy, with and without purification, per length.
   std::map<int64_t, torch::Tensor> clean;
@@ -202,7 +206,7 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
       std::fprintf(stderr, "clean accuracy after %lld purification steps: %.4f (%.1f s)\n", (long long)S, accuracy_of(clean[S]),
                    now_s() - t);
   }
-  report["clean_accuracy"] = accuracy_of(clean[0]);
+  report.clean_accuracy = accuracy_of(clean[0]);
 
   // Undefended + grey-box: one set of adversarial images against the bare classifier.
   double t = now_s();
@@ -213,19 +217,18 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
   for (auto S : steps_list) {
     t = now_s();
     grey[S] = ev.correct(adv, S, 200 + S);
-    json row = {{"threat", S == 0 ? "undefended" : "grey-box"}, {"attack", base}, {"purify_steps", S},
-                {"clean_accuracy", accuracy_of(clean[S])}, {"robust_accuracy", accuracy_of(grey[S])},
-                {"seconds", (S == 0 ? attack_s : 0.0) + now_s() - t}};
+    DefendRow row{S == 0 ? "undefended" : "grey-box", base, S, accuracy_of(clean[S]), accuracy_of(grey[S])};
+    row.extra["seconds"] = (S == 0 ? attack_s : 0.0) + now_s() - t;
     if (base == "cw") {
       auto l2 = (adv - ev.x).flatten(1).norm(2, 1);
       auto linf = (adv - ev.x).flatten(1).abs().amax(1);
-      row["mean_l2"] = l2.mean().item<double>();
-      row["median_l2"] = l2.median().item<double>();
-      row["mean_linf"] = linf.mean().item<double>();
+      row.extra["mean_l2"] = l2.mean().item<double>();
+      row.extra["median_l2"] = l2.median().item<double>();
+      row.extra["mean_linf"] = linf.mean().item<double>();
     } else {
-      row["max_linf"] = (adv - ev.x).abs().max().item<double>();
+      row.extra["max_linf"] = (adv - ev.x).abs().max().item<double>();
     }
-    results.push_back(row);
+    report.rows.push_back(row);
     if (o.progress())
       std::fprintf(stderr, "%s, %lld purification steps: robust accuracy %.4f\n", S == 0 ? "undefended" : "grey-box",
                    (long long)S, accuracy_of(grey[S]));
@@ -241,17 +244,15 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
       auto a = ev.attack("bpda-eot", n, o.eps(), K, S, 300 + S,
                          "bpda-eot (eot " + std::to_string(o.eot()) + ") through " + std::to_string(S) + " steps");
       adapt[S] = ev.correct(a, S, 400 + S);
-      results.push_back({{"threat", "adaptive"}, {"attack", "bpda-eot"}, {"purify_steps", S},
-                         {"clean_accuracy", accuracy_of(clean[S])}, {"robust_accuracy", accuracy_of(adapt[S])}, {"eot", o.eot()},
-                         {"max_linf", (a - ev.x).abs().max().item<double>()}, {"seconds", now_s() - t}});
+      DefendRow row{"adaptive", "bpda-eot", S, accuracy_of(clean[S]), accuracy_of(adapt[S])};
+      row.extra = {{"eot", o.eot()}, {"max_linf", (a - ev.x).abs().max().item<double>()}, {"seconds", now_s() - t}};
+      report.rows.push_back(row);
       if (o.progress())
         std::fprintf(stderr, "adaptive, %lld purification steps: robust accuracy %.4f\n", (long long)S, accuracy_of(adapt[S]));
     }
   }
-  report["results"] = results;
 
   // Gradient-masking sanity checks with the L-inf PGD of each threat.
-  json checks = json::array(), failed = json::array();
   if (o.sanity() && o.attack() != "cw") {
     const int64_t m = std::min(o.sanity_n(), n);
     int64_t S = o.sanity_steps() >= 0 ? o.sanity_steps() : steps_list.back();
@@ -277,18 +278,22 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
                            "sanity " + th.name + " eps " + std::to_string(eps).substr(0, 5) + " steps " + std::to_string(steps));
         return accuracy_of(ev.correct(a, th.S, tag + 7));
       };
+      // c: {"name","points","passed", and the check's own fields (tolerance, rule, ...)}.
       auto record = [&](json c) {
-        c["threat"] = th.name;
-        c["purify_steps"] = th.S;
+        DefendSanityCheck sc;
+        sc.name = c["name"].get<std::string>();
+        sc.threat = th.name;
+        sc.purify_steps = th.S;
+        sc.passed = c["passed"].get<bool>();
+        sc.points = c["points"];
+        for (const char* k : {"name", "passed", "points"}) c.erase(k);
         c["n"] = m;
         c["attack"] = atk;
-        if (!c["passed"].get<bool>()) {
-          failed.push_back(c["name"].get<std::string>() + " (" + th.name + ")");
-          if (o.progress())
-            std::fprintf(stderr, "SANITY CHECK FAILED: %s (%s, %lld steps): %s\n", c["name"].get<std::string>().c_str(),
-                         th.name.c_str(), (long long)th.S, c["points"].dump().c_str());
-        }
-        checks.push_back(c);
+        sc.extra = c;
+        if (!sc.passed && o.progress())
+          std::fprintf(stderr, "SANITY CHECK FAILED: %s (%s, %lld steps): %s\n", sc.name.c_str(), th.name.c_str(),
+                       (long long)th.S, sc.points.dump().c_str());
+        report.sanity.push_back(sc);
       };
       const uint64_t base_tag = 1000 + 100 * uint64_t(&th - threats.data());
       // 1. Accuracy does not rise as eps grows.
@@ -322,14 +327,12 @@ DefendReport defend_eval(Energy& clf, Energy& ebm, const DefendEvalOptions& o) {
       }
     }
   }
-  report["sanity_checks"] = checks;
-  report["sanity_failed"] = failed;
-  report["sanity_note"] =
+  report.details["sanity_note"] =
       "grey-box rows are expected to fail 'unbounded' (the attacker never sees the purifier); a failure of an "
       "adaptive or undefended check means the attack is too weak or gradients are masked, and the rows are not a "
       "robustness claim";
-  report["seconds"] = now_s() - t0;
-  return DefendReport::from_json(report);
+  report.details["seconds"] = now_s() - t0;
+  return report;
 }
 
 }  // namespace ebm

@@ -171,41 +171,59 @@ torch::Tensor Vim::score(const torch::Tensor& f) const {
 
 // ---------------------------------------------------------------- ODIN
 
+namespace {
+
+// ODIN's loss as an Energy, -log max_k softmax(logits(x) / T)_k [B], so that its
+// input gradient comes from the one rule for it (core/energy.h's energy_grad).
+class OdinLoss : public Energy {
+ public:
+  OdinLoss(Energy& base, double t) : base_(base), t_(t) {}
+  torch::Tensor energy(const torch::Tensor& x) override {
+    return -std::get<0>(torch::log_softmax(base_.logits(x) / t_, 1).max(1));
+  }
+  std::string describe() const override { return "odin-loss(" + base_.describe() + ")"; }
+
+ private:
+  Energy& base_;
+  double t_;
+};
+
+}  // namespace
+
 torch::Tensor odin_score(Energy& e, const torch::Tensor& x, double T, double eps, int64_t batch) {
   if (e.num_classes() <= 0) throw UsageError("odin needs a classifier, but " + e.describe() + " is an energy model");
   if (!(T > 0)) throw UsageError("odin: temperature must be > 0, got " + std::to_string(T));
   if (!(eps >= 0)) throw UsageError("odin: eps must be >= 0, got " + std::to_string(eps));
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < x.size(0); i += batch) {
-    auto xb = x.narrow(0, i, std::min(batch, x.size(0) - i)).detach();
-    torch::Tensor xp = xb;
-    if (eps > 0) {
-      // Step against the gradient of the loss -log S_yhat(x; T): raises the top softmax score,
-      // more for in-distribution inputs than for OOD ones (Liang et al. 2018, eq. 2).
-      auto xg = xb.clone().requires_grad_(true);
-      const auto L = e.logits(xg) / T;
-      const auto loss = -std::get<0>(torch::log_softmax(L, 1).max(1)).sum();
-      const auto g = torch::autograd::grad(std::vector<torch::Tensor>{loss}, std::vector<torch::Tensor>{xg})[0];
-      xp = (xb - eps * g.sign()).detach();
-    }
-    torch::NoGradGuard ng;
-    const auto L = f64(e.logits(xp)) / T;
-    out.push_back(-std::get<0>(torch::softmax(L, 1).max(1)));
-  }
-  return out.empty() ? torch::empty({0}, torch::kFloat64) : torch::cat(out);
+  OdinLoss loss(e, T);
+  return f64(map_batched(x, batch, [&](const torch::Tensor& xb) {
+    // Step against the loss's gradient: raises the top softmax score, more for
+    // in-distribution inputs than for OOD ones (Liang et al. 2018, eq. 2).
+    const auto xp = eps > 0 ? xb - eps * energy_grad(loss, xb).sign() : xb;
+    return -std::get<0>(torch::softmax(f64(e.logits(xp)) / T, 1).max(1));
+  }));
 }
 
 // ---------------------------------------------------------------- fitted model
 
-torch::Tensor PosthocModel::score(Energy& e, const std::string& name, const torch::Tensor& x, int64_t batch) const {
-  if (!fitted) throw UsageError("post-hoc score '" + name + "' needs fit_posthoc() first");
-  if (name == "odin") return odin_score(e, x, odin_temperature, odin_eps, batch);
-  const auto fs = extract_features(e, x, batch);
-  if (name == "mahalanobis") return mahalanobis.score(fs.features);
-  if (name == "knn") return knn.score(fs.features);
-  if (name == "react") return react.score(fs.features);
-  if (name == "vim") return vim.score(fs.features);
-  throw UsageError("unknown post-hoc score '" + name + "'");
+std::vector<torch::Tensor> PosthocModel::scores(Energy& e, const std::vector<std::string>& names, const torch::Tensor& x,
+                                                 int64_t batch) const {
+  if (!fitted) throw UsageError("post-hoc scores need fit_posthoc() first");
+  // One feature pass serves every feature-based detector.
+  torch::Tensor f;
+  auto features = [&]() -> const torch::Tensor& {
+    if (!f.defined()) f = extract_features(e, x, batch).features;
+    return f;
+  };
+  std::vector<torch::Tensor> out;
+  for (const auto& name : names) {
+    if (name == "odin") out.push_back(odin_score(e, x, odin_temperature, odin_eps, batch));
+    else if (name == "mahalanobis") out.push_back(mahalanobis.score(features()));
+    else if (name == "knn") out.push_back(knn.score(features()));
+    else if (name == "react") out.push_back(react.score(features()));
+    else if (name == "vim") out.push_back(vim.score(features()));
+    else throw UsageError("unknown post-hoc score '" + name + "'");
+  }
+  return out;
 }
 
 PosthocModel fit_posthoc(Energy& e, const PosthocOptions& o) {

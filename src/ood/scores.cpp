@@ -183,9 +183,14 @@ ScoreSet compute_scores(Energy& e, const torch::Tensor& x, const std::vector<std
     }
     if (on_images) on_images(xb.size(0));
   }
-  // The post-hoc scores run their own batched passes (features, or ODIN's input gradient).
+  // The post-hoc scores run their own batched passes (one feature pass, or ODIN's input gradient).
+  std::vector<std::string> posthoc;
   for (const auto& s : canon)
-    if (is_posthoc(s) && parts[s].empty()) parts[s].push_back(o.posthoc()->score(e, s, x, o.batch()));
+    if (is_posthoc(s) && std::find(posthoc.begin(), posthoc.end(), s) == posthoc.end()) posthoc.push_back(s);
+  if (!posthoc.empty()) {
+    const auto t = o.posthoc()->scores(e, posthoc, x, o.batch());
+    for (size_t i = 0; i < posthoc.size(); ++i) parts[posthoc[i]].push_back(t[i]);
+  }
   ScoreSet out;
   for (const auto& s : scores) {
     const auto& p = parts[canonical_score(s)];

@@ -105,13 +105,17 @@ std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds
 }
 
 torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, const std::vector<std::string>& kinds) {
-  if (kinds.empty()) throw UsageError("no outlier kind given (use pixel-shuffle, patch-shuffle, blur, mixup, uniform, invert)");
+  const auto& all = outlier_kinds();
+  auto known = [&] {
+    std::string s;
+    for (const auto& k : all) s += (s.empty() ? "" : ", ") + k;
+    return "(use " + s + ")";
+  };
+  if (kinds.empty()) throw UsageError("no outlier kind given " + known());
   std::vector<int64_t> ids;
   for (const auto& k : kinds) {
-    const auto& all = outlier_kinds();
     const auto it = std::find(all.begin(), all.end(), k);
-    if (it == all.end())
-      throw UsageError("unknown outlier kind '" + k + "' (use pixel-shuffle, patch-shuffle, blur, mixup, uniform, invert)");
+    if (it == all.end()) throw UsageError("unknown outlier kind '" + k + "' " + known());
     ids.push_back(int64_t(it - all.begin()));
   }
   const int64_t b = x.size(0), h = x.size(2), w = x.size(3);

@@ -116,8 +116,10 @@ struct PosthocModel {
   ///  "fitted_on","chosen_on","validation_auroc":{...}}
   nlohmann::json choices = nlohmann::json::object();
   bool fitted = false;
-  /// score name (posthoc_names) of x [N,C,H,W] -> [N] float64.
-  torch::Tensor score(Energy& e, const std::string& name, const torch::Tensor& x, int64_t batch = kScoringBatch) const;
+  /// The scores `names` (posthoc_names) of x [N,C,H,W], each [N] float64, in
+  /// that order; the features are extracted once for all of them.
+  std::vector<torch::Tensor> scores(Energy& e, const std::vector<std::string>& names, const torch::Tensor& x,
+                                    int64_t batch = kScoringBatch) const;
 };
 
 struct PosthocOptions {

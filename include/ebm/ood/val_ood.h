@@ -15,6 +15,11 @@
 //
 // x: [N,1,28,28] in [0,1] -> [N,1,28,28] in [0,1]; the same seed gives the
 // same images.
+//
+// train.h's synthesize_outliers draws kinds of the same names row by row for
+// energy-finetune (its blur is a 9x9 box). It stays separate because the
+// shipped models' recipes depend on its exact random stream, and because the
+// train layer does not link the ood layer.
 #pragma once
 
 #include <torch/types.h>
