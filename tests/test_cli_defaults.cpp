@@ -14,6 +14,7 @@
 #include "ebm/ood/ensemble.h"
 #include "ebm/ood/ood.h"
 #include "ebm/restore/restore.h"
+#include "ebm/serve/service.h"
 #include "ebm/train/evaluate.h"
 #include "ebm/train/sample.h"
 #include "ebm/train/train.h"
@@ -194,6 +195,22 @@ TEST(CliDefaults, Ood) {
                                              {"--n", show(en.n())},
                                              {"--batch", show(en.batch())},
                                              {"--default-score", show(en.default_score())}});
+}
+
+TEST(CliDefaults, Serve) {
+  const serve::ServeOptions o;
+  const serve::BatcherOptions b;
+  expect_flag_defaults({"serve"}, {{"--host", show(o.host())},
+                                   {"--port", show(o.port())},
+                                   {"--workers", show(b.workers())},
+                                   {"--max-batch", show(b.max_batch())},
+                                   {"--max-delay-ms", show(b.max_delay_ms())},
+                                   {"--queue-capacity", show(b.queue_capacity())},
+                                   {"--http-threads", show(o.http_threads())},
+                                   {"--max-body-bytes", show(o.max_body_bytes())},
+                                   {"--max-images-per-request", show(o.max_images_per_request())},
+                                   {"--timeout-ms", show(o.timeout_ms())},
+                                   {"--max-steps", show(o.max_steps())}});
 }
 
 TEST(CliDefaults, DefendEval) {

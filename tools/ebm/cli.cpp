@@ -34,6 +34,7 @@ void build_app(CLI::App& app, Action& run) {
   add_ood(app, run);
   add_compose(app, run);
   add_defend(app, run);
+  add_serve(app, run);
 }
 
 void add_common(CLI::App* sub, Common& c, bool with_json) {
