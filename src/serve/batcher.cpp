@@ -114,14 +114,19 @@ void Batcher::worker_loop(int index) {
     }
     running_ += int64_t(jobs.size());
     lk.unlock();
-    const int64_t count = int64_t(jobs.size());
-    run_batch(jobs);
+    run_batch(jobs);  // frees the jobs' queue slots before answering them
     lk.lock();
-    running_ -= count;
   }
 }
 
 void Batcher::run_batch(std::vector<std::unique_ptr<Job>>& jobs) {
+  // A caller may send its next request the moment it has its answer, so the
+  // slots are released before any promise is fulfilled.
+  const int64_t taken = int64_t(jobs.size());
+  auto release = [this, taken] {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_ -= taken;
+  };
   std::vector<std::unique_ptr<Job>> live;
   for (auto& j : jobs) {
     if (j->cancelled && j->cancelled->load()) {
@@ -130,7 +135,10 @@ void Batcher::run_batch(std::vector<std::unique_ptr<Job>>& jobs) {
     }
     live.push_back(std::move(j));
   }
-  if (live.empty()) return;
+  if (live.empty()) {
+    release();
+    return;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   torch::Tensor x;
   std::vector<torch::Tensor> outs;
@@ -144,9 +152,11 @@ void Batcher::run_batch(std::vector<std::unique_ptr<Job>>& jobs) {
                   "batcher: an output has ", (o.defined() && o.dim() >= 1 ? o.size(0) : -1), " rows for ", x.size(0),
                   " input rows");
   } catch (...) {
+    release();
     for (auto& j : live) j->promise.set_exception(std::current_exception());
     return;
   }
+  release();
   int64_t start = 0;
   for (auto& j : live) {
     const int64_t n = j->x.size(0);

@@ -124,7 +124,7 @@ Service::Service(const ServeSpec& spec, ServeOptions o) : o_(std::move(o)) {
   check_serve_options(o_);
   if (spec.models.empty()) throw UsageError("serve needs at least one --model");
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  const int total = o_.threads() > 0 ? o_.threads() : cores;
+  const int total = o_.threads() > 0 ? o_.threads() : std::max(1, cores - 1);
   BatcherOptions bo = o_.batcher();
   bo.threads_per_worker(std::max(1, total / bo.workers()));
   o_.batcher(bo);

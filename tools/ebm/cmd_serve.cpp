@@ -60,6 +60,7 @@ void add_serve(CLI::App& app, Action& run) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   add_common(sub, f->c);
+  sub->get_option("--threads")->description("Model threads in all, split between --workers (default: all cores but one)");
   sub->footer(
       "Endpoints (docs/serve.md has a curl example for each, docs/openapi.json the schemas):\n"
       "  GET  /v2/health/live | /v2/health/ready | /v2 | /v2/models/NAME | /v2/models/NAME/ready\n"

@@ -31,7 +31,10 @@ struct ServeOptions {
   TORCH_ARG(std::string, host) = "127.0.0.1";
   /// TCP port; 0 = any free port (tests).
   TORCH_ARG(int, port) = 8080;
-  /// Total intra-op threads, split evenly between the batcher's workers (0 = all cores).
+  /// Total intra-op threads, split evenly between the batcher's workers.
+  /// 0 = all cores but one: the HTTP threads parse and answer requests on the
+  /// same cores, and OpenMP threads that spin between batches starve them
+  /// (on 2 cores, 1 model thread served 1.2x the requests of 2).
   TORCH_ARG(int, threads) = 0;
   /// Dynamic batching and the bounded queue (batcher.h); threads_per_worker is set from `threads`.
   TORCH_ARG(BatcherOptions, batcher) = {};

@@ -1,0 +1,533 @@
+// The server: the exposition format against a checker written from the
+// format's specification, the batcher against its contract, the protocol
+// parsers against RFC vectors and bad input, and every endpoint over real
+// HTTP on the shipped models, with served energies checked against the CLI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <torch/torch.h>
+
+#include "ebm/core/models.h"
+#include "ebm/io/image_io.h"
+#include "ebm/ood/ood.h"
+#include "ebm/restore/restore.h"
+#include "ebm/serve/http.h"
+#include "ebm/serve/service.h"
+
+namespace ebm::serve {
+namespace {
+
+const std::string kRoot = EBM_SOURCE_DIR;
+
+// ---------------------------------------------------------------- exposition checker
+// From https://prometheus.io/docs/instrumenting/exposition_formats/ (text 0.0.4):
+// HELP/TYPE comments, then samples `name{labels} value`; a family's samples are
+// contiguous and after its TYPE line; label values escape \ " and newline;
+// histogram buckets carry `le`, are cumulative, end at +Inf, which equals _count,
+// and a _sum is present. Returns "" when valid, else the first problem.
+std::string check_exposition(const std::string& text) {
+  if (text.empty() || text.back() != '\n') return "must end with a newline";
+  static const std::regex name_re("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  static const std::regex sample_re(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)");
+  static const std::regex label_re(R"re(^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\\\|\\"|\\n)*)"(,|$))re");
+  std::map<std::string, std::string> types;
+  std::set<std::string> closed, series;
+  std::string current;
+  struct Hist {
+    std::map<std::string, std::vector<std::pair<double, double>>> buckets;  // labels w/o le -> (le, count)
+    std::map<std::string, double> count;
+    std::set<std::string> sum;
+  };
+  std::map<std::string, Hist> hists;
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    const std::string at = "line " + std::to_string(n) + ": ";
+    if (line.empty()) continue;
+    if (line[0] == '#') {
+      std::istringstream ls(line);
+      std::string hash, kw, name;
+      ls >> hash >> kw >> name;
+      if (kw != "HELP" && kw != "TYPE") continue;  // other comments are allowed
+      if (!std::regex_match(name, name_re)) return at + "bad metric name '" + name + "'";
+      if (kw == "TYPE") {
+        std::string type;
+        ls >> type;
+        if (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" && type != "untyped")
+          return at + "bad type '" + type + "'";
+        if (types.count(name)) return at + "second TYPE for " + name;
+        types[name] = type;
+      }
+      if (name != current) {
+        if (!current.empty()) closed.insert(current);
+        if (closed.count(name)) return at + "family " + name + " is not contiguous";
+        current = name;
+      }
+      continue;
+    }
+    std::smatch m;
+    if (!std::regex_match(line, m, sample_re)) return at + "not a sample: " + line;
+    std::string name = m[1], labels = m[3], value = m[4];
+    std::string family = name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      const std::string s = suffix;
+      if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0 &&
+          types.count(name.substr(0, name.size() - s.size())) &&
+          types[name.substr(0, name.size() - s.size())] == "histogram")
+        family = name.substr(0, name.size() - s.size());
+    }
+    if (!types.count(family)) return at + "sample of " + name + " before its TYPE line";
+    if (family != current) return at + "sample of " + family + " outside its family's block";
+    // labels
+    std::string rest = labels, le, others;
+    std::set<std::string> seen;
+    while (!rest.empty()) {
+      std::smatch lm;
+      if (!std::regex_search(rest, lm, label_re)) return at + "bad label set {" + labels + "}";
+      if (!seen.insert(lm[1]).second) return at + "label " + std::string(lm[1]) + " twice";
+      if (lm[1] == "le") le = lm[2];
+      else others += std::string(lm[1]) + "=" + std::string(lm[2]) + ";";
+      rest = lm.suffix();
+    }
+    char* end = nullptr;
+    double v = value == "+Inf" ? INFINITY : value == "-Inf" ? -INFINITY : value == "NaN" ? NAN : std::strtod(value.c_str(), &end);
+    if (end && *end) return at + "bad value '" + value + "'";
+    if (!series.insert(name + "{" + labels + "}").second) return at + "duplicate series " + name + "{" + labels + "}";
+    if (types[family] == "counter" && !(v >= 0)) return at + "negative counter";
+    if (types[family] == "histogram") {
+      auto& h = hists[family];
+      if (name == family + "_bucket") {
+        if (le.empty()) return at + "bucket without le";
+        const double b = le == "+Inf" ? INFINITY : std::strtod(le.c_str(), nullptr);
+        auto& bs = h.buckets[others];
+        if (!bs.empty() && (b <= bs.back().first || v < bs.back().second))
+          return at + "buckets not increasing or not cumulative";
+        bs.push_back({b, v});
+      } else if (name == family + "_count") {
+        h.count[others] = v;
+      } else if (name == family + "_sum") {
+        h.sum.insert(others);
+      } else {
+        return at + "plain sample " + name + " in histogram " + family;
+      }
+    }
+  }
+  for (const auto& [family, h] : hists)
+    for (const auto& [labels, bs] : h.buckets) {
+      if (bs.empty() || !std::isinf(bs.back().first)) return family + "{" + labels + "}: no +Inf bucket";
+      if (!h.count.count(labels) || h.count.at(labels) != bs.back().second)
+        return family + "{" + labels + "}: _count differs from the +Inf bucket";
+      if (!h.sum.count(labels)) return family + "{" + labels + "}: no _sum";
+    }
+  return "";
+}
+
+TEST(ServeMetrics, ExpositionIsValidAndExact) {
+  MetricsRegistry r;
+  r.counter("req_total", "Requests.\nSecond line with \\ backslash.", {"endpoint", "status"});
+  r.gauge("depth", "Queue depth.");
+  r.histogram("lat_seconds", "Latency.", {0.005, 0.1, 10}, {"endpoint"});
+  r.inc("req_total", {"/v1/score", "200"}, 3);
+  r.inc("req_total", {"we\"ird\\path\n", "400"});
+  r.set("depth", 2.5);
+  for (double v : {0.001, 0.005, 0.05, 20.0}) r.observe("lat_seconds", v, {"/v1/score"});
+  const std::string t = r.render();
+  EXPECT_EQ(check_exposition(t), "") << t;
+  EXPECT_NE(t.find("# HELP req_total Requests.\\nSecond line with \\\\ backslash.\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("req_total{endpoint=\"we\\\"ird\\\\path\\n\",status=\"400\"} 1\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("depth 2.5\n"), std::string::npos);
+  // le is "v <= bound": 0.005 falls in the 0.005 bucket; cumulative counts 2, 3, 3, 4.
+  EXPECT_NE(t.find("lat_seconds_bucket{endpoint=\"/v1/score\",le=\"0.005\"} 2\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("lat_seconds_bucket{endpoint=\"/v1/score\",le=\"0.1\"} 3\n"), std::string::npos);
+  EXPECT_NE(t.find("lat_seconds_bucket{endpoint=\"/v1/score\",le=\"10\"} 3\n"), std::string::npos);
+  EXPECT_NE(t.find("lat_seconds_bucket{endpoint=\"/v1/score\",le=\"+Inf\"} 4\n"), std::string::npos);
+  EXPECT_NE(t.find("lat_seconds_count{endpoint=\"/v1/score\"} 4\n"), std::string::npos);
+  EXPECT_DOUBLE_EQ(r.value("req_total", {"/v1/score", "200"}), 3);
+  EXPECT_THROW(r.inc("req_total", {"only-one"}), std::invalid_argument);
+  EXPECT_THROW(r.inc("depth"), std::invalid_argument);
+  EXPECT_THROW(r.counter("bad-name", "x"), std::invalid_argument);
+  EXPECT_THROW(r.histogram("h2", "x", {1, 1}), std::invalid_argument);
+}
+
+TEST(ServeMetrics, CheckerRejectsBrokenText) {
+  EXPECT_NE(check_exposition("# TYPE a counter\na -1\n"), "");
+  EXPECT_NE(check_exposition("a 1\n"), "");  // no TYPE
+  EXPECT_NE(check_exposition("# TYPE a gauge\na{x=\"1} 1\n"), "");
+  EXPECT_NE(check_exposition("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"), "");
+  EXPECT_NE(check_exposition("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n"), "");
+  EXPECT_NE(check_exposition("# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na 2\n"), "");
+  EXPECT_NE(check_exposition("# TYPE a gauge\na 1"), "");
+  EXPECT_EQ(check_exposition("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"), "");
+}
+
+// ---------------------------------------------------------------- batcher
+
+TEST(ServeBatcher, JoinsConcurrentRequestsAndReturnsEachItsRows) {
+  std::vector<int64_t> batch_rows;
+  std::mutex mu;
+  Batcher b(BatcherOptions().max_batch(8).max_delay_ms(200).workers(1),
+            [&](const BatchInfo& i) {
+              std::lock_guard<std::mutex> lk(mu);
+              batch_rows.push_back(i.rows);
+            });
+  BatchFn twice = [](const torch::Tensor& x) { return std::vector<torch::Tensor>{x * 2, x.sum(1)}; };
+  std::vector<std::future<std::vector<torch::Tensor>>> futs;
+  for (int i = 0; i < 8; ++i) futs.push_back(b.submit("k", torch::full({1, 3}, float(i)), twice));
+  for (int i = 0; i < 8; ++i) {
+    auto out = futs[size_t(i)].get();
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_TRUE(torch::equal(out[0], torch::full({1, 3}, 2.0f * i)));
+    EXPECT_FLOAT_EQ(out[1].item<float>(), 3.0f * i);
+  }
+  // Eight one-row requests within 200 ms: one batch of 8 (a full batch does not wait out the delay).
+  EXPECT_EQ(batch_rows, std::vector<int64_t>({8}));
+}
+
+TEST(ServeBatcher, DifferentKeysNeverShareABatchAndErrorsReachEveryCaller) {
+  Batcher b(BatcherOptions().max_batch(64).max_delay_ms(20));
+  std::atomic<int> calls{0};
+  BatchFn id = [&](const torch::Tensor& x) {
+    ++calls;
+    return std::vector<torch::Tensor>{x.clone()};
+  };
+  auto f1 = b.submit("a", torch::ones({2, 1}), id);
+  auto f2 = b.submit("b", torch::zeros({3, 1}), id);
+  EXPECT_EQ(f1.get()[0].size(0), 2);
+  EXPECT_EQ(f2.get()[0].size(0), 3);
+  EXPECT_EQ(calls.load(), 2);
+  auto bad = b.submit("c", torch::ones({1, 1}), [](const torch::Tensor&) -> std::vector<torch::Tensor> {
+    throw std::runtime_error("model failed");
+  });
+  EXPECT_THROW(bad.get(), std::runtime_error);
+}
+
+TEST(ServeBatcher, FullQueueRefusesAndShutdownDrains) {
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  Batcher b(BatcherOptions().max_batch(1).max_delay_ms(0).queue_capacity(2));
+  BatchFn slow = [gate](const torch::Tensor& x) {
+    gate.wait();
+    return std::vector<torch::Tensor>{x};
+  };
+  auto f1 = b.submit("k", torch::ones({1, 1}), slow);
+  auto f2 = b.submit("k", torch::ones({1, 1}), slow);
+  EXPECT_THROW(b.submit("k", torch::ones({1, 1}), slow), QueueFull);
+  release.set_value();
+  b.shutdown();  // runs both accepted requests before returning
+  EXPECT_EQ(f1.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(f2.get()[0].size(0), 1);
+  EXPECT_THROW(b.submit("k", torch::ones({1, 1}), slow), QueueFull);
+}
+
+// ---------------------------------------------------------------- protocol
+
+TEST(ServeProtocol, Base64MatchesRfc4648Vectors) {
+  const std::vector<std::pair<std::string, std::string>> v{
+      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, enc] : v) {
+    EXPECT_EQ(base64_encode(plain), enc);
+    EXPECT_EQ(base64_decode(enc, "x"), plain);
+  }
+  EXPECT_THROW(base64_decode("Zm9v!", "x"), HttpError);
+  EXPECT_THROW(base64_decode("Zm9", "x"), HttpError);
+  EXPECT_THROW(base64_decode("Zg==Zg==", "x"), HttpError);
+}
+
+TEST(ServeProtocol, ImagesParseOrAreRefusedWithTheirStatus) {
+  const ImageShape s;
+  json flat = json::array();
+  for (int i = 0; i < 784; ++i) flat.push_back(i / 783.0);
+  const auto a = parse_image(flat, s, "img");
+  EXPECT_EQ(a.sizes(), torch::IntArrayRef({1, 28, 28}));
+  EXPECT_FLOAT_EQ(a[0][27][27].item<float>(), 1.0f);
+  // A PNG of the same pixels (quantised) decodes to them.
+  const auto u8 = a[0].mul(255).round().to(torch::kUInt8);
+  const auto b = parse_image(base64_encode(encode_png(u8)), s, "img");
+  EXPECT_TRUE(torch::allclose(b[0], u8.to(torch::kFloat32) / 255));
+  auto status = [&](const json& body, int64_t max = 4) {
+    try {
+      parse_images(body, s, max);
+    } catch (const HttpError& e) {
+      return e.status;
+    }
+    return 200;
+  };
+  json nested = json::array();
+  for (int r = 0; r < 28; ++r) nested.push_back(std::vector<double>(28, 0.5));
+  EXPECT_EQ(status({{"images", {nested}}}), 200);
+  EXPECT_EQ(status(json::object()), 400);
+  EXPECT_EQ(status({{"images", json::array()}}), 400);
+  EXPECT_EQ(status({{"images", {nested, nested, nested, nested, nested}}}), 413);
+  json wrong = nested;
+  wrong[3] = std::vector<double>(27, 0.5);
+  EXPECT_EQ(status({{"images", {wrong}}}), 400);
+  json out_of_range = nested;
+  out_of_range[0][0] = 1.5;
+  EXPECT_EQ(status({{"images", {out_of_range}}}), 400);
+  EXPECT_EQ(status({{"images", {"not base64!"}}}), 400);
+  EXPECT_EQ(status({{"images", {base64_encode("\x89PNG\r\n\x1a\n garbage that is no png")}}}), 400);
+  const auto big = encode_png(torch::zeros({64, 64}, torch::kUInt8));
+  EXPECT_EQ(status({{"images", {base64_encode(big)}}}), 400);  // wrong size, refused before decoding
+  std::string corrupt = encode_png(u8);
+  corrupt.resize(corrupt.size() - 20);
+  EXPECT_EQ(status({{"images", {base64_encode(corrupt)}}}), 400);
+  EXPECT_THROW(parse_body("{\"images\": [1,"), HttpError);
+  EXPECT_THROW(parse_body("[1,2]"), HttpError);
+  EXPECT_THROW(parse_body("{\"a\": NaN}"), HttpError);
+}
+
+TEST(ServeProtocol, OipTensorsFlatNestedAndUint8) {
+  const ImageShape s;
+  std::vector<int> u(2 * 784, 255);
+  json req{{"inputs", {{{"name", "input"}, {"shape", {2, 1, 28, 28}}, {"datatype", "UINT8"}, {"data", u}}}}};
+  const auto x = parse_oip_input(req, s, 8);
+  EXPECT_EQ(x.sizes(), torch::IntArrayRef({2, 1, 28, 28}));
+  EXPECT_FLOAT_EQ(x.min().item<float>(), 1.0f);
+  req["inputs"][0]["datatype"] = "FP32";
+  EXPECT_THROW(parse_oip_input(req, s, 8), HttpError);  // 255 is outside [0,1]
+  req["inputs"][0]["datatype"] = "INT8";
+  EXPECT_THROW(parse_oip_input(req, s, 8), HttpError);
+  req["inputs"][0]["datatype"] = "UINT8";
+  req["inputs"][0]["shape"] = {2, 1, 28, 27};
+  EXPECT_THROW(parse_oip_input(req, s, 8), HttpError);
+  req["inputs"][0]["shape"] = {3, 784};
+  EXPECT_THROW(parse_oip_input(req, s, 8), HttpError);  // 3*784 elements claimed, 2*784 sent
+  EXPECT_EQ(oip_tensor("e", torch::tensor({1.5, 2.5}, torch::kFloat64)),
+            json({{"name", "e"}, {"datatype", "FP64"}, {"shape", {2}}, {"data", {1.5, 2.5}}}));
+  EXPECT_THROW(oip_requested_outputs({{"outputs", {{{"name", "nope"}}}}}, {"energy"}), HttpError);
+}
+
+// ---------------------------------------------------------------- the server over HTTP
+
+// A Service and its HttpServer on a free loopback port, for the test's life.
+struct Running {
+  Service svc;
+  HttpServer http;
+  int port;
+  std::thread thread;
+  Running(const ServeSpec& spec, ServeOptions o) : svc(spec, o.port(0).threads(1)), http(svc), port(http.bind()) {
+    thread = std::thread([this] { http.listen(); });
+    svc.warm_up();
+  }
+  ~Running() {
+    http.stop();
+    thread.join();
+    svc.shutdown();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+};
+
+ServeSpec fmnist_spec() {
+  ServeSpec s;
+  s.models.push_back({"fmnist-ood", kRoot + "/models/fmnist-ood", kRoot + "/models/fmnist-ood.detector.json"});
+  return s;
+}
+
+// n test-like images: deterministic smooth blobs plus noise, in [0,1].
+torch::Tensor some_images(int64_t n) {
+  torch::manual_seed(3);
+  auto g = torch::linspace(-1, 1, 28);
+  auto r2 = g.view({1, 28}).pow(2) + g.view({28, 1}).pow(2);
+  auto x = torch::exp(-r2 * 3).view({1, 1, 28, 28}).repeat({n, 1, 1, 1});
+  x = (x + 0.1 * torch::rand({n, 1, 28, 28})).clamp(0, 1);
+  x[n - 1] = torch::rand({1, 28, 28});  // one noise image
+  return x;
+}
+
+json images_json(const torch::Tensor& x) {
+  json arr = json::array();
+  for (int64_t i = 0; i < x.size(0); ++i) arr.push_back(image_to_json(x[i], "array"));
+  return arr;
+}
+
+json post(httplib::Client& c, const std::string& path, const json& body, int expect_status) {
+  auto res = c.Post(path.c_str(), body.dump(), "application/json");
+  EXPECT_TRUE(res) << path;
+  if (!res) return nullptr;
+  EXPECT_EQ(res->status, expect_status) << path << ": " << res->body;
+  return json::parse(res->body);
+}
+
+TEST(ServeHttp, EveryEndpointAndServedScoresEqualTheCli) {
+  Running s(fmnist_spec(), ServeOptions());
+  auto c = s.client();
+  const auto x = some_images(6);
+  const std::string hash = model_hash(kRoot + "/models/fmnist-ood");
+
+  auto live = c.Get("/v2/health/live");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  EXPECT_EQ(c.Get("/v2/health/ready")->status, 200);
+  EXPECT_EQ(json::parse(c.Get("/v2")->body)["name"], "ebmkit");
+  const json meta = json::parse(c.Get("/v2/models/fmnist-ood")->body);
+  EXPECT_EQ(meta["inputs"][0]["shape"], json({-1, 1, 28, 28}));
+  EXPECT_EQ(meta["outputs"].size(), 4u);
+  EXPECT_EQ(c.Get("/v2/models/fmnist-ood/ready")->status, 200);
+  EXPECT_EQ(c.Get("/v2/models/nope")->status, 404);
+
+  // /v1/score equals `ebm ood predict` on the same images (written as NPY).
+  auto res = c.Post("/v1/score", json{{"images", images_json(x)}}.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("X-Model-SHA256"), hash);
+  const json score = json::parse(res->body);
+  const std::string npy = ::testing::TempDir() + "serve_images.npy";
+  write_tensor(npy, x);
+  const std::string cmd = std::string(EBM_BINARY) + " ood predict --threads 1 --quiet --detector " + kRoot +
+                          "/models/fmnist-ood.detector.json --model " + kRoot + "/models/fmnist-ood --input " + npy;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[4096];
+  int64_t i = 0;
+  while (fgets(line, sizeof line, p)) {
+    const json cli = json::parse(line);
+    const json& srv = score["results"][size_t(i)];
+    EXPECT_NEAR(srv["score"].get<double>(), cli["energy"].get<double>(), 1e-5 * std::max(1.0, std::fabs(cli["energy"].get<double>())));
+    EXPECT_EQ(srv["ood"], cli["ood"]);
+    EXPECT_DOUBLE_EQ(srv["p_value"].get<double>(), cli["p_value"].get<double>());
+    ++i;
+  }
+  EXPECT_EQ(pclose(p), 0);
+  EXPECT_EQ(i, x.size(0));
+  EXPECT_TRUE(score["results"][5]["ood"].get<bool>());  // the noise image
+  // Raw energies equal the library's on the same model.
+  auto e = load_model(kRoot + "/models/fmnist-ood");
+  const auto en = energy_batched(*e, x);
+  for (int64_t k = 0; k < x.size(0); ++k)
+    EXPECT_NEAR(score["results"][size_t(k)]["energy"].get<double>(), en[k].item<double>(), 1e-5 * std::fabs(en[k].item<double>()));
+
+  // The Open Inference Protocol gives the same energies, FP32 or UINT8.
+  json data = json::array();
+  const auto flat = x.contiguous();
+  for (int64_t k = 0; k < flat.numel(); ++k) data.push_back(flat.data_ptr<float>()[k]);
+  const json infer = post(c, "/v2/models/fmnist-ood/infer",
+                          {{"id", "r1"}, {"inputs", {{{"name", "input"}, {"shape", {6, 1, 28, 28}}, {"datatype", "FP32"}, {"data", data}}}}}, 200);
+  EXPECT_EQ(infer["id"], "r1");
+  EXPECT_EQ(infer["model_name"], "fmnist-ood");
+  for (const auto& o : infer["outputs"])
+    if (o["name"] == "energy")
+      for (int64_t k = 0; k < 6; ++k)
+        EXPECT_NEAR(o["data"][size_t(k)].get<double>(), score["results"][size_t(k)]["energy"].get<double>(), 1e-3);
+  const json only = post(c, "/v2/models/fmnist-ood/infer",
+                         {{"inputs", {{{"name", "x"}, {"shape", {1, 784}}, {"datatype", "UINT8"}, {"data", std::vector<int>(784, 0)}}}},
+                          {"outputs", {{{"name", "ood"}}}}}, 200);
+  ASSERT_EQ(only["outputs"].size(), 1u);
+  EXPECT_EQ(only["outputs"][0]["datatype"], "BOOL");
+
+  // /v1/denoise equals the library's denoise_solve (what `ebm denoise` runs).
+  const json den = post(c, "/v1/denoise", {{"images", images_json(x.narrow(0, 0, 2))}, {"sigma", 0.2}}, 200);
+  const auto ref = denoise_solve(*e, x.narrow(0, 0, 2), DenoiseOptions().sigma(0.2));
+  for (int64_t k = 0; k < 2; ++k) {
+    const auto got = parse_image(den["images"][size_t(k)], ImageShape(), "denoised");
+    EXPECT_LT((got - ref[k]).abs().max().item<float>(), 1e-5);
+  }
+  EXPECT_EQ(den["options"]["solver"], "tweedie");
+  const json png = post(c, "/v1/denoise", {{"images", images_json(x.narrow(0, 0, 1))}, {"sigma", 0.2}, {"format", "png"}}, 200);
+  EXPECT_TRUE(png["images"][0].is_string());
+
+  // /v1/inpaint keeps known pixels bit for bit.
+  const json inp = post(c, "/v1/inpaint", {{"images", images_json(x.narrow(0, 0, 1))}, {"mask", "center:10"}, {"steps", 20}}, 200);
+  const auto filled = parse_image(inp["images"][0], ImageShape(), "filled");
+  const auto known = make_mask("center:10", 1, 28, 28, 0)[0];
+  EXPECT_TRUE(torch::equal(filled * known, x[0] * known));
+
+  const json models = json::parse(c.Get("/v1/models")->body);
+  EXPECT_EQ(models["models"][0]["sha256"], hash);
+  EXPECT_EQ(models["models"][0]["detector"]["score"], "combined");
+
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(check_exposition(metrics->body), "") << metrics->body;
+  EXPECT_NE(metrics->body.find("ebm_requests_total{endpoint=\"/v1/score\",status=\"200\"} 1"), std::string::npos);
+  EXPECT_NE(metrics->body.find("ebm_ood_flag_rate"), std::string::npos);
+}
+
+TEST(ServeHttp, BadInputGetsItsStatusAndTheServerStaysUp) {
+  Running s(fmnist_spec(), ServeOptions().max_body_bytes(64 * 1024).max_images_per_request(4));
+  auto c = s.client();
+  auto status = [&](const std::string& path, const std::string& body) {
+    auto r = c.Post(path.c_str(), body, "application/json");
+    EXPECT_TRUE(r);
+    if (!r) return -1;
+    if (r->status >= 400) EXPECT_TRUE(json::parse(r->body).contains("error")) << r->body;
+    return r->status;
+  };
+  json img = json::array();
+  for (int r = 0; r < 28; ++r) img.push_back(std::vector<double>(28, 0.5));
+  EXPECT_EQ(status("/v1/score", "{\"images\": [1,"), 400);
+  EXPECT_EQ(status("/v1/score", "{\"images\": [NaN]}"), 400);
+  EXPECT_EQ(status("/v1/score", json{{"images", {{1, 2}}}}.dump()), 400);
+  EXPECT_EQ(status("/v1/score", json{{"images", {"@@@"}}}.dump()), 400);
+  EXPECT_EQ(status("/v1/score", json{{"images", {img}}, {"model", "nope"}}.dump()), 404);
+  EXPECT_EQ(status("/v1/score", json{{"images", {img, img, img, img, img}}}.dump()), 413);
+  EXPECT_EQ(status("/v1/score", std::string(100 * 1024, ' ')), 413);
+  EXPECT_EQ(status("/v1/denoise", json{{"images", {img}}, {"solver", "tweedie"}}.dump()), 400);  // tweedie needs sigma
+  EXPECT_EQ(status("/v1/denoise", json{{"images", {img}}, {"steps", 1e9}}.dump()), 400);
+  EXPECT_EQ(status("/v1/inpaint", json{{"images", {img}}, {"mask", "/etc/passwd"}}.dump()), 400);
+  EXPECT_EQ(status("/v1/guard", json{{"images", {img}}}.dump()), 404);  // not configured
+  EXPECT_EQ(status("/v2/models/fmnist-ood/infer", json{{"inputs", json::array()}}.dump()), 400);
+  auto wrong_method = c.Get("/v1/score");
+  ASSERT_TRUE(wrong_method);
+  EXPECT_EQ(wrong_method->status, 405);
+  EXPECT_EQ(wrong_method->get_header_value("Allow"), "POST");
+  EXPECT_EQ(c.Get("/v2/health/live")->status, 200);
+  EXPECT_EQ(status("/v1/score", json{{"images", {img}}}.dump()), 200);
+}
+
+TEST(ServeHttp, TinyQueueGives503WithRetryAfter) {
+  Running s(fmnist_spec(), ServeOptions().batcher(BatcherOptions().queue_capacity(1).max_delay_ms(0)));
+  json img = json::array();
+  for (int r = 0; r < 28; ++r) img.push_back(std::vector<double>(28, 0.5));
+  // A long gradient-descent denoise holds the only queue slot.
+  std::thread slow([&] {
+    auto c = s.client();
+    post(c, "/v1/denoise", {{"images", {img}}, {"solver", "gd"}, {"steps", 2000}}, 200);
+  });
+  for (int i = 0; i < 200 && s.svc.batcher().in_flight() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto c = s.client();
+  auto r = c.Post("/v1/score", json{{"images", {img}}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  slow.join();
+  EXPECT_EQ(c.Post("/v1/score", json{{"images", {img}}}.dump(), "application/json")->status, 200);
+}
+
+TEST(ServeHttp, GuardRefusesFlaggedInputsUnlessAsked) {
+  ServeSpec spec;
+  spec.models.push_back({"mnist-ood", kRoot + "/models/mnist-ood", kRoot + "/models/mnist-ood.detector.json"});
+  spec.classifier = kRoot + "/models/mnist-clf";
+  spec.purifier = kRoot + "/models/mnist-purifier";
+  Running s(spec, ServeOptions());
+  auto c = s.client();
+  torch::manual_seed(0);
+  const auto noise = torch::rand({1, 1, 28, 28});
+  const json refused = post(c, "/v1/guard", {{"images", images_json(noise)}}, 422);
+  EXPECT_NE(refused["error"].get<std::string>().find("flagged"), std::string::npos);
+  EXPECT_EQ(refused["refused"], json({0}));
+  const json allowed = post(c, "/v1/guard", {{"images", images_json(noise)}, {"allow_ood", true}}, 200);
+  const auto& r = allowed["results"][0];
+  EXPECT_TRUE(r["ood"]["flagged"].get<bool>());
+  EXPECT_EQ(r["probabilities"].size(), 10u);
+  double total = 0;
+  for (const auto& p : r["probabilities"]) total += p.get<double>();
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  EXPECT_EQ(allowed["models_sha256"]["classifier"], model_hash(kRoot + "/models/mnist-clf"));
+}
+
+}  // namespace
+}  // namespace ebm::serve
