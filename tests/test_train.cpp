@@ -165,6 +165,46 @@ TEST(Outliers, ShapeRangeAndDeterminism) {
   EXPECT_THROW(synthesize_outliers(x, g4, {}), UsageError);
 }
 
+// draw_polyline against a brute-force distance to the segment, pixel by pixel.
+TEST(Outliers, PolylineMatchesBruteForceDistance) {
+  const auto pts = torch::tensor({{5.0, 4.0}, {20.0, 9.0}, {12.5, 23.0}}, torch::kFloat64);
+  const double r = 1.3, v = 0.8;
+  const auto img = draw_polyline(pts, r, v, 28, 28);
+  auto seg_dist = [](double py, double px, double ay, double ax, double by, double bx) {
+    const double vy = by - ay, vx = bx - ax;
+    double t = ((py - ay) * vy + (px - ax) * vx) / (vy * vy + vx * vx);
+    t = std::min(1.0, std::max(0.0, t));
+    return std::hypot(py - (ay + t * vy), px - (ax + t * vx));
+  };
+  double worst = 0;
+  for (int i = 0; i < 28; ++i)
+    for (int j = 0; j < 28; ++j) {
+      const double d = std::min(seg_dist(i, j, 5, 4, 20, 9), seg_dist(i, j, 20, 9, 12.5, 23));
+      const double want = v * std::min(1.0, std::max(0.0, r + 0.5 - d));
+      worst = std::max(worst, std::abs(img[i][j].item<double>() - want));
+    }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_FLOAT_EQ(img[5][4].item<float>(), float(v));  // on the line: full intensity
+  EXPECT_EQ(img[0][27].item<float>(), 0.f);            // far away: black
+}
+
+TEST(Outliers, StrokesAndShapes) {
+  auto g1 = at::detail::createCPUGenerator(9), g2 = at::detail::createCPUGenerator(9);
+  for (const char* kind : {"strokes", "shapes"}) {
+    const auto x = torch::rand({16, 1, 28, 28});
+    const auto a = synthesize_outliers(x, g1, {kind}), b = synthesize_outliers(x, g2, {kind});
+    EXPECT_TRUE(torch::equal(a, b)) << kind;  // same seed, same images
+    EXPECT_GE(a.min().item<float>(), 0.f) << kind;
+    EXPECT_LE(a.max().item<float>(), 1.f) << kind;
+    // Drawn on black, independent of x: some ink, never the whole frame.
+    const auto ink = (a > 0.05).to(torch::kFloat32).flatten(1).mean(1);
+    EXPECT_GT(ink.min().item<float>(), 0.005f) << kind;
+    EXPECT_LT(ink.max().item<float>(), 0.9f) << kind;
+  }
+  // Neither kind names a test set.
+  EXPECT_TRUE(outlier_test_sets({"strokes", "shapes"}).empty());
+}
+
 TEST(Thickness, SyntheticBarsOfKnownWidth) {
   for (int w : {1, 3, 5, 7}) {
     auto img = torch::zeros({1, 1, 28, 28});

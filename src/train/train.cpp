@@ -89,64 +89,6 @@ void ReplayBuffer::update(const torch::Tensor& idx, const torch::Tensor& x) {
   data_.index_copy_(0, idx, x.detach());
 }
 
-// ---------------------------------------------------------------- outliers
-const std::vector<std::string>& outlier_kinds() {
-  static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup", "uniform", "invert"};
-  return k;
-}
-
-std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds) {
-  std::vector<std::string> out;
-  for (const auto& k : kinds) {
-    if (k == "uniform") out.push_back("uniform");
-    if (k == "invert") out.push_back("invert:*");
-  }
-  return out;
-}
-
-torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, const std::vector<std::string>& kinds) {
-  const auto& all = outlier_kinds();
-  auto known = [&] {
-    std::string s;
-    for (const auto& k : all) s += (s.empty() ? "" : ", ") + k;
-    return "(use " + s + ")";
-  };
-  if (kinds.empty()) throw UsageError("no outlier kind given " + known());
-  std::vector<int64_t> ids;
-  for (const auto& k : kinds) {
-    const auto it = std::find(all.begin(), all.end(), k);
-    if (it == all.end()) throw UsageError("unknown outlier kind '" + k + "' " + known());
-    ids.push_back(int64_t(it - all.begin()));
-  }
-  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
-  auto kind = torch::randint(int64_t(ids.size()), {b}, gen, torch::kInt64);
-  auto out = x.clone();
-  auto flat = x.flatten(1);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t k = ids[kind[i].item<int64_t>()];
-    torch::Tensor o;
-    if (k == 0) {
-      o = flat[i].index_select(0, torch::randperm(h * w, gen, torch::kInt64)).view({1, h, w});
-    } else if (k == 1) {
-      const int64_t p = 7, gh = h / p, gw = w / p;
-      auto patches = x[i].view({1, gh, p, gw, p}).permute({1, 3, 0, 2, 4}).reshape({gh * gw, 1, p, p});
-      patches = patches.index_select(0, torch::randperm(gh * gw, gen, torch::kInt64));
-      o = patches.view({gh, gw, 1, p, p}).permute({2, 0, 3, 1, 4}).reshape({1, h, w});
-    } else if (k == 2) {
-      o = torch::avg_pool2d(x[i].unsqueeze(0), 9, 1, 4, /*ceil_mode=*/false, /*count_include_pad=*/false)[0];
-    } else if (k == 3) {
-      const int64_t j = torch::randint(b, {1}, gen, torch::kInt64).item<int64_t>();
-      o = 0.5 * x[i] + 0.5 * x[j];
-    } else if (k == 4) {
-      o = torch::rand({1, h, w}, gen);
-    } else {
-      o = 1.0 - x[i];
-    }
-    out[i].copy_(o);
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------- losses
 torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, double alpha) {
   return e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean());

@@ -14,20 +14,35 @@ has "help lists the endpoints" "$T/out" "/v2/models/NAME/infer"
 check "serve without a model is a usage error" 2 "$EBM" serve
 check "a missing detector is a runtime error" 1 "$EBM" serve --model "$ROOT/models/fmnist-ood" --detector "$T/none.json" --port 0
 
-"$EBM" serve --model "$ROOT/models/fmnist-ood" --detector "$ROOT/models/fmnist-ood.detector.json" \
-  --port 0 --threads 1 2>"$T/serve.err" &
-pid=$!
-port=""
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/serve.err")
-  [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
-  sleep 0.2
-done
-[ -n "$port" ] && echo "ok: ready on port $port" || { echo "FAIL: server not ready"; cat "$T/serve.err"; fails=$((fails + 1)); }
+# Debian's python3 has python3-jsonschema (scripts/setup); prefer it over another python3 on PATH.
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
+
+start_server() {  # start_server LOG ARGS... -> sets pid and port
+  "$EBM" serve "${@:2}" --port 0 --threads 1 2>"$1" &
+  pid=$!
+  port=""
+  for _ in $(seq 150); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$1")
+    [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
+    sleep 0.2
+  done
+  [ -n "$port" ] && echo "ok: ready on port $port" || { echo "FAIL: server not ready"; cat "$1"; fails=$((fails + 1)); }
+}
+
+start_server "$T/guard.err" --model "$ROOT/models/mnist-ood" --detector "$ROOT/models/mnist-ood.detector.json" \
+  --classifier "$ROOT/models/mnist-clf" --purifier "$ROOT/models/mnist-purifier"
+guard_pid=$pid
+GUARD="http://127.0.0.1:$port"
+start_server "$T/serve.err" --model "$ROOT/models/fmnist-ood" --detector "$ROOT/models/fmnist-ood.detector.json"
 BASE="http://127.0.0.1:$port"
 
 check "OIP client agrees with /v1/score" 0 python3 "$ROOT/tests/serve/oip_client.py" "$BASE" fmnist-ood
 cat "$T/out"
+check "every answer validates against docs/openapi.json" 0 "$PY" "$ROOT/tests/serve/openapi_check.py" \
+  "$ROOT/docs/openapi.json" "$BASE" "$GUARD"
+grep -E '^(BAD|FAIL)' "$T/out"
+tail -1 "$T/out"
+kill -TERM $guard_pid; wait $guard_pid
 
 # A long denoise is in flight when SIGTERM arrives: it must still get its answer.
 python3 - "$BASE" >"$T/slow.out" 2>&1 <<'PY' &

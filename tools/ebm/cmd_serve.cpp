@@ -1,16 +1,27 @@
 // ebm serve: the models behind HTTP (ebm/serve/). Thin: flags -> ServeSpec and
 // ServeOptions, then load, bind, warm up, listen until SIGTERM.
+#include <semaphore.h>
+
+#include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <thread>
-
-#include <pthread.h>
 
 #include "cli.h"
 #include "ebm/serve/http.h"
 #include "ebm/serve/service.h"
 
 namespace ebm::cli {
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+sem_t g_stop_sem;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig);
+  sem_post(&g_stop_sem);
+}
+}  // namespace
 
 void add_serve(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand(
@@ -93,13 +104,17 @@ void add_serve(CLI::App& app, Action& run) {
       }
       f->o.threads(f->c.threads).seed(f->c.seed).batcher(f->b);
 
-      // Signals go to one thread that waits for them: block them here, before
-      // any other thread exists, so that every thread inherits the mask.
-      sigset_t stop_signals;
-      sigemptyset(&stop_signals);
-      sigaddset(&stop_signals, SIGTERM);
-      sigaddset(&stop_signals, SIGINT);
-      pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+      // SIGTERM and SIGINT: the handler only posts a semaphore (async-signal
+      // safe), and a watcher thread does the shutdown. A handler rather than a
+      // blocked mask plus sigwait, because threads that exist before this
+      // point (OpenMP's pool) would keep the default action and kill the process.
+      sem_init(&g_stop_sem, 0, 0);
+      struct sigaction sa {};
+      sa.sa_handler = on_stop_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      sigaction(SIGTERM, &sa, nullptr);
+      sigaction(SIGINT, &sa, nullptr);
 
       serve::Service service(spec, f->o);
       serve::HttpServer http(service);
@@ -113,15 +128,19 @@ void add_serve(CLI::App& app, Action& run) {
           std::fprintf(stderr, "ebm serve: warm-up failed: %s\n", e.what());
         }
       });
-      std::thread([&service, &http, stop_signals, quiet = f->c.quiet] {
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
+      std::thread watcher([&service, &http, quiet = f->c.quiet] {
+        while (sem_wait(&g_stop_sem) != 0 && errno == EINTR) {
+        }
+        const int sig = g_stop_signal.load();
+        if (sig == 0) return;  // woken by the main thread: the server stopped on its own
         if (!quiet) std::fprintf(stderr, "ebm serve: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         service.shutdown();  // readiness off; the batcher runs what it accepted
         http.stop();
-      }).detach();
+      });
       http.listen();  // returns once stopped and every connection is done
       service.shutdown();
+      sem_post(&g_stop_sem);  // wake the watcher if no signal did
+      watcher.join();
       warm.join();
       if (!f->c.quiet) std::fprintf(stderr, "ebm serve: stopped\n");
       return 0;

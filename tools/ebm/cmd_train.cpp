@@ -102,9 +102,10 @@ void add_train(CLI::App& app, Action& run) {
   add_margin(sub, "--m-out", o.m_out(), "energy-finetune outlier margin, or auto (from data)");
   sub->add_option("--ft-weight", o.ft_weight(), "energy-finetune weight of the margin loss")->capture_default_str();
   sub->add_option("--outliers", o.outliers(),
-                  "energy-finetune outlier generators, comma-separated: pixel-shuffle, patch-shuffle, blur, mixup,\n"
-                  "uniform, invert (uniform and invert are the generators of the OOD test sets 'uniform' and\n"
-                  "'invert:<name>'; the card's \"ood_seen\" records them, and `ood eval` leaves those sets out of its means)")
+                  "energy-finetune outlier generators, comma-separated (outliers.h): pixel-shuffle, patch-shuffle,\n"
+                  "blur, mixup, uniform, invert, strokes (random pen strokes), shapes (filled shapes). uniform and\n"
+                  "invert are the generators of the OOD test sets 'uniform' and 'invert:<name>'; the card's\n"
+                  "\"ood_seen\" records them, and `ood eval` leaves those sets out of its means")
       ->delimiter(',')
       ->capture_default_str();
   sub->add_option("--checkpoint-every", o.checkpoint_every(), "Checkpoint interval in steps")->capture_default_str();

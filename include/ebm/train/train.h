@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "ebm/core/langevin.h"
+#include "ebm/train/outliers.h"
 
 namespace ebm {
 
@@ -182,21 +183,7 @@ class ReplayBuffer {
   StartSampler starts_;
 };
 
-/// Outliers synthesised from an in-distribution batch x[B,1,H,W] (never from
-/// another dataset): each row is, chosen uniformly among `kinds`, one of
-///   pixel-shuffle  a random permutation of all pixels of the image
-///   patch-shuffle  7x7 patches permuted
-///   blur           9x9 box filter
-///   mixup          0.5*x_i + 0.5*x_j of two random images
-///   uniform        U(0,1) pixels          (the generator of the test set "uniform")
-///   invert         1 - x                  (the generator of "invert:<name>")
-/// UsageError for an empty list or an unknown kind.
-const std::vector<std::string>& outlier_kinds();
-torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen,
-                                  const std::vector<std::string>& kinds = outlier_kinds());
-/// The OOD test sets that share a generator with `kinds` ("uniform", "invert:*"),
-/// as a card's "ood_seen" records them (ood.h's seen_in_training reads it).
-std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds);
+// Outlier generators (synthesize_outliers, outlier_kinds, outlier_test_sets): outliers.h.
 
 // ---------------------------------------------------------------- losses
 // Each returns a scalar tensor, differentiable in its inputs.
