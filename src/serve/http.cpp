@@ -121,6 +121,18 @@ struct HttpServer::Impl {
       return httplib::Server::HandlerResponse::Handled;
     }));
 
+    // The JSON API takes its body whatever the Content-Type. httplib parses a
+    // body sent as application/x-www-form-urlencoded (what `curl -d` and
+    // urllib send unless told otherwise) as a form and refuses it with 413
+    // beyond 8 KiB, a limit compiled into Debian's libcpp-httplib. So such a
+    // body is relabelled as JSON before httplib reads it. The request object
+    // is httplib's own non-const one, handed to this hook as const.
+    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+      auto it = req.headers.find("Content-Type");
+      if (req.method == "POST" && it != req.headers.end() && it->second.rfind("application/x-www-form-urlencoded", 0) == 0)
+        const_cast<httplib::Request&>(req).headers.find("Content-Type")->second = "application/json";
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     auto body_of = [](const httplib::Request& req) { return parse_body(req.body); };
     auto add = [this](const Route& r, std::function<json(const httplib::Request&, httplib::Response&)> fn) {
       auto h = [this, r, fn](const httplib::Request& req, httplib::Response& res) { handle(r, req, res, fn); };

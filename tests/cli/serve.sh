@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: `ebm serve` as a process. A client written from the Open
-# Inference Protocol spec agrees with /v1/score, and SIGTERM lets a request in
+# Inference Protocol spec agrees with /v1/score, every answer validates against
+# docs/openapi.json, /v1/denoise equals `ebm denoise`, and SIGTERM lets a request in
 # flight finish, then exits 0.
 # Usage: serve.sh PATH/TO/ebm REPO_ROOT
 set -uo pipefail
@@ -43,6 +44,8 @@ check "every answer validates against docs/openapi.json" 0 "$PY" "$ROOT/tests/se
 grep -E '^(BAD|FAIL)' "$T/out"
 tail -1 "$T/out"
 kill -TERM $guard_pid; wait $guard_pid
+check "/v1/denoise equals ebm denoise" 0 python3 "$ROOT/tests/serve/denoise_vs_cli.py" "$EBM" "$BASE" "$ROOT/models/fmnist-ood" "$T"
+cat "$T/out"
 
 # A long denoise is in flight when SIGTERM arrives: it must still get its answer.
 python3 - "$BASE" >"$T/slow.out" 2>&1 <<'PY' &
