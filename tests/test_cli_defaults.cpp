@@ -13,6 +13,7 @@
 #include "ebm/io/data.h"
 #include "ebm/ood/ensemble.h"
 #include "ebm/ood/ood.h"
+#include "ebm/ood/shift_eval.h"
 #include "ebm/restore/restore.h"
 #include "ebm/serve/service.h"
 #include "ebm/train/evaluate.h"
@@ -195,6 +196,14 @@ TEST(CliDefaults, Ood) {
                                              {"--n", show(en.n())},
                                              {"--batch", show(en.batch())},
                                              {"--default-score", show(en.default_score())}});
+}
+
+TEST(CliDefaults, OodShift) {
+  const ShiftOptions o;
+  expect_flag_defaults({"ood", "shift"}, {{"--shifts", show(o.shifts())},
+                                          {"--levels", show(o.levels())},
+                                          {"--n", show(o.n())},
+                                          {"--batch", show(o.batch())}});
 }
 
 TEST(CliDefaults, Serve) {
