@@ -8,6 +8,7 @@
 
 #include "ebm/core/common.h"
 #include "ebm/io/data.h"
+#include "ebm/ood/shift.h"  // gaussian_blur
 
 namespace ebm {
 
@@ -15,25 +16,6 @@ const std::vector<std::string>& val_ood_kinds() {
   static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup"};
   return k;
 }
-
-namespace {
-
-torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
-  const int64_t r = int64_t(std::ceil(3 * sigma));
-  auto t = torch::arange(-r, r + 1, torch::kFloat64);
-  auto k = torch::exp(-t * t / (2 * sigma * sigma));
-  k = (k / k.sum()).to(x.scalar_type());
-  const int64_t C = x.size(1);
-  auto kh = k.view({1, 1, 1, 2 * r + 1}).expand({C, 1, 1, 2 * r + 1}).contiguous();
-  auto kv = k.view({1, 1, 2 * r + 1, 1}).expand({C, 1, 2 * r + 1, 1}).contiguous();
-  // Reflect padding keeps the border's brightness (zero padding would darken it).
-  auto y = torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({r, r, r, r}).mode(torch::kReflect));
-  namespace F = torch::nn::functional;
-  y = F::conv2d(y, kh, F::Conv2dFuncOptions().groups(C));
-  return F::conv2d(y, kv, F::Conv2dFuncOptions().groups(C));
-}
-
-}  // namespace
 
 torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t seed) {
   TORCH_CHECK(x.dim() == 4, "corrupt: x must be [N,C,H,W], got ", x.sizes());
