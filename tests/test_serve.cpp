@@ -463,7 +463,9 @@ TEST(ServeHttp, BadInputGetsItsStatusAndTheServerStaysUp) {
     auto r = c.Post(path.c_str(), body, "application/json");
     EXPECT_TRUE(r);
     if (!r) return -1;
-    if (r->status >= 400) EXPECT_TRUE(json::parse(r->body).contains("error")) << r->body;
+    if (r->status >= 400) {
+      EXPECT_TRUE(json::parse(r->body).contains("error")) << r->body;
+    }
     return r->status;
   };
   json img = json::array();

@@ -35,6 +35,7 @@ void build_app(CLI::App& app, Action& run) {
   add_compose(app, run);
   add_defend(app, run);
   add_serve(app, run);
+  add_export(app, run);
 }
 
 void add_common(CLI::App* sub, Common& c, bool with_json) {

@@ -71,5 +71,6 @@ void add_compose(CLI::App& app, Action& run);
 void add_ood(CLI::App& app, Action& run);
 void add_defend(CLI::App& app, Action& run);
 void add_serve(CLI::App& app, Action& run);
+void add_export(CLI::App& app, Action& run);
 
 }  // namespace ebm::cli
