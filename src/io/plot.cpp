@@ -45,6 +45,13 @@ void Canvas::dot(double x, double y, int radius, float grey) {
              cv::LINE_AA);
 }
 
+void Canvas::frame(double x0, double y0, double x1, double y1, float grey) {
+  line(x0, y0, x1, y0, grey);
+  line(x0, y1, x1, y1, grey);
+  line(x0, y0, x0, y1, grey);
+  line(x1, y0, x1, y1, grey);
+}
+
 void Canvas::line(double x0, double y0, double x1, double y1, float grey, int thickness, int on, int off) {
   polyline({{x0, y0}, {x1, y1}}, grey, thickness, on, off);
 }

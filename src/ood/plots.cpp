@@ -159,10 +159,7 @@ void plot_roc(const OodReport& r, const std::string& path) {
         c.rect(mx - 3, my - 3, mx + 3, my + 3, 0.0f);
         break;
       }
-    c.line(ox, oy, ox + P, oy, 0.0f);
-    c.line(ox, oy + P, ox + P, oy + P, 0.0f);
-    c.line(ox, oy, ox, oy + P, 0.0f);
-    c.line(ox + P, oy, ox + P, oy + P, 0.0f);
+    c.frame(ox, oy, ox + P, oy + P, 0.0f);
     for (int k = 0; k <= 2; ++k) {
       const std::string s = fmt("%.1f", k / 2.0);
       c.line(X(k / 2.0), oy + P, X(k / 2.0), oy + P + 3, 0.0f);

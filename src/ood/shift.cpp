@@ -9,6 +9,7 @@
 
 #include "ebm/core/common.h"
 #include "ebm/io/data.h"
+#include "format.h"
 
 namespace ebm {
 
@@ -46,12 +47,6 @@ std::string family_list() {
   std::string s;
   for (const auto& f : family_table()) s += (s.empty() ? "" : ", ") + std::string(f.name);
   return s + " (as mix:<dataset>)";
-}
-
-std::string num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%g", v);
-  return b;
 }
 
 // Image i turns by +s or -s degrees about its centre; bilinear, black outside.
@@ -139,7 +134,7 @@ std::string Shift::describe() const {
   const auto& f = info(family);
   std::string w = f.what;
   if (family == "mix") w = "convex mixture with " + partner + " test images";
-  return spec + ": " + w + "; severity = " + unit + ", 0.." + num(max_severity);
+  return spec + ": " + w + "; severity = " + unit + ", 0.." + fmt("%g", max_severity);
 }
 
 std::vector<double> Shift::levels(int64_t k) const {
@@ -164,8 +159,8 @@ void Shift::load_partner(const std::string& root, int64_t n, uint64_t seed) {
 torch::Tensor Shift::apply(const torch::Tensor& x, double severity, uint64_t seed) const {
   TORCH_CHECK(x.dim() == 4, "Shift::apply: x must be [N,C,H,W], got ", x.sizes());
   if (!(severity >= 0 && severity <= max_severity))
-    throw UsageError("shift '" + spec + "': severity " + num(severity) + " is outside 0.." + num(max_severity) + " (" +
-                     unit + ")");
+    throw UsageError("shift '" + spec + "': severity " + fmt("%g", severity) + " is outside 0.." +
+                     fmt("%g", max_severity) + " (" + unit + ")");
   torch::NoGradGuard ng;
   // Severity 0 is the clean image for every family, bit for bit (shift.h).
   if (severity == 0) return x.clone();
@@ -195,10 +190,10 @@ torch::Tensor Shift::apply(const torch::Tensor& x, double severity, uint64_t see
 
 torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
   TORCH_CHECK(x.dim() == 4, "gaussian_blur: x must be [N,C,H,W], got ", x.sizes());
-  if (!(sigma > 0)) throw UsageError("blur sigma must be > 0, got " + num(sigma));
+  if (!(sigma > 0)) throw UsageError("blur sigma must be > 0, got " + fmt("%g", sigma));
   const int64_t r = int64_t(std::ceil(3 * sigma));
   if (r >= std::min(x.size(2), x.size(3)))
-    throw UsageError("blur sigma " + num(sigma) + " needs a kernel radius of " + std::to_string(r) +
+    throw UsageError("blur sigma " + fmt("%g", sigma) + " needs a kernel radius of " + std::to_string(r) +
                      " px, too large for " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) + " images");
   auto t = torch::arange(-r, r + 1, torch::kFloat64);
   auto k = torch::exp(-t * t / (2 * sigma * sigma));

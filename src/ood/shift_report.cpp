@@ -237,10 +237,7 @@ void write_shift_plot(const ShiftReport& r, const std::string& path) {
     series([](const ShiftLevel& l) { return l.accuracy; }, 0.45f, 8, 5);
     series([](const ShiftLevel& l) { return l.flagged; }, 0.2f, 2, 4);
     series([](const ShiftLevel& l) { return l.metrics[0].auroc; }, 0.0f, 0, 0);
-    c.line(ox, oy, ox + PW, oy, 0.0f);
-    c.line(ox, oy + PH, ox + PW, oy + PH, 0.0f);
-    c.line(ox, oy, ox, oy + PH, 0.0f);
-    c.line(ox + PW, oy, ox + PW, oy + PH, 0.0f);
+    c.frame(ox, oy, ox + PW, oy + PH, 0.0f);
     for (int k = 0; k <= 2; ++k) {
       const std::string t = fmt("%.1f", k / 2.0);
       c.line(ox - 3, Y(k / 2.0), ox, Y(k / 2.0), 0.0f);

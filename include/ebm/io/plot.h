@@ -28,6 +28,8 @@ class Canvas {
 
   /// Filled rectangle between two corners (inclusive).
   void rect(int64_t x0, int64_t y0, int64_t x1, int64_t y1, float grey);
+  /// Outline of the rectangle between two corners, one pixel wide (a plot's frame).
+  void frame(double x0, double y0, double x1, double y1, float grey);
   /// Filled disc.
   void dot(double x, double y, int radius, float grey);
   /// Line of `thickness` pixels; dashed with {on, off} pixels when on > 0.
