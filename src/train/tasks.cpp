@@ -61,10 +61,14 @@ class DsmTask : public Task {
   using Task::Task;
   TaskKind kind() const override { return TaskKind::kDsm; }
   TaskLoss loss(Energy& m, const TaskBatch& b, at::Generator& gen) override {
-    const int64_t n = b.x.size(0);
-    auto sig_idx = torch::randint(int64_t(o_.dsm_sigmas().size()), {n}, gen, torch::kInt64);
+    // Drawn for the whole global batch, so that W ranks see the noise one process would.
+    at::Generator& g = b.shared ? *b.shared : gen;
+    const int64_t n = b.x.size(0), ng = b.global_n > 0 ? b.global_n : n;
+    auto sig_idx = torch::randint(int64_t(o_.dsm_sigmas().size()), {ng}, g, torch::kInt64).narrow(0, b.offset, n);
     auto sig = torch::tensor(o_.dsm_sigmas(), torch::kFloat64).to(torch::kFloat32).index_select(0, sig_idx);
-    auto eps = torch::randn(b.x.sizes(), gen);
+    auto shape = b.x.sizes().vec();
+    shape[0] = ng;
+    auto eps = torch::randn(shape, g).narrow(0, b.offset, n);
     TaskLoss r;
     r.loss = dsm_loss(m, b.x, sig, eps, o_.dsm_clip());
     return r;

@@ -219,19 +219,41 @@ void validate(const TrainOptions& o) {
   if (!o.init().empty() && task == TaskKind::kEbm)
     throw UsageError("--init (warm start) applies to --task clf, jem, attribute, energy-finetune and dsm, not '" +
                      o.task() + "'");
+  check_dist_options(o.dist());
+  if (o.batch() % o.dist().world_size() != 0)
+    throw UsageError("--batch (the global batch) must be a multiple of --world-size " +
+                     std::to_string(o.dist().world_size()) + ", got " + std::to_string(o.batch()));
+  if (o.batch() / o.dist().world_size() < 1)
+    throw UsageError("--batch must give each rank at least one image");
 }
 
-/// Everything a resumed run needs, saved atomically as one archive.
+/// Everything a resumed run needs, saved atomically as one archive. With W > 1
+/// ranks, every rank's replay buffer and generator are gathered and rank 0
+/// writes them all ("buffer_r<k>", "local_gen_r<k>", "world_size").
 struct Checkpoint {
   static void save(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
-                   at::Generator& gen, int64_t step, double lr, int64_t rollbacks, double m_in, double m_out,
-                   double wall) {
+                   at::Generator& gen, at::Generator& lgen, Communicator& comm, int64_t step, double lr,
+                   int64_t rollbacks, double m_in, double m_out, double wall) {
+    torch::Tensor bufs, lgens;  // [W,...] (collectives: every rank takes part)
+    if (comm.distributed()) {
+      if (buf) bufs = comm.allgather(buf->data());
+      lgens = comm.allgather(lgen.get_state());
+      if (comm.rank() != 0) return;
+    }
     torch::serialize::OutputArchive ar, mar, oar;
     m.module()->save(mar);
     opt.save(oar);
     ar.write("model", mar);
     ar.write("optim", oar);
-    if (buf) ar.write("buffer", buf->data());
+    if (comm.distributed()) {
+      ar.write("world_size", torch::tensor({comm.world_size()}, torch::kInt64));
+      for (int64_t r = 0; r < comm.world_size(); ++r) {
+        if (buf) ar.write("buffer_r" + std::to_string(r), bufs[r]);
+        ar.write("local_gen_r" + std::to_string(r), lgens[r]);
+      }
+    } else if (buf) {
+      ar.write("buffer", buf->data());
+    }
     ar.write("gen_state", gen.get_state());
     ar.write("meta", torch::tensor({double(step), lr, double(rollbacks), m_in, m_out, wall}, torch::kFloat64));
     std::ostringstream os;
@@ -239,16 +261,30 @@ struct Checkpoint {
     write_file_atomic(path, os.str());
   }
   static void load(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
-                   at::Generator& gen, int64_t* step, double* lr, int64_t* rollbacks, double* m_in, double* m_out,
-                   double* wall) {
+                   at::Generator& gen, at::Generator& lgen, const Communicator& comm, int64_t* step, double* lr,
+                   int64_t* rollbacks, double* m_in, double* m_out, double* wall) {
     torch::serialize::InputArchive ar, mar, oar;
     try {
       ar.load_from(path);
+      torch::Tensor ws;
+      const int64_t saved_w = ar.try_read("world_size", ws) ? ws.item<int64_t>() : 1;
+      if (saved_w != comm.world_size())
+        throw DataError("'" + path + "' was written by " + std::to_string(saved_w) +
+                        " rank(s); resume it with --world-size " + std::to_string(saved_w) + ", not " +
+                        std::to_string(comm.world_size()));
       ar.read("model", mar);
       ar.read("optim", oar);
       m.module()->load(mar);
       opt.load(oar);
-      if (buf) ar.read("buffer", buf->data());
+      if (comm.distributed()) {
+        const std::string r = std::to_string(comm.rank());
+        if (buf) ar.read("buffer_r" + r, buf->data());
+        torch::Tensor ls;
+        ar.read("local_gen_r" + r, ls);
+        lgen.set_state(ls);
+      } else if (buf) {
+        ar.read("buffer", buf->data());
+      }
       torch::Tensor st, meta;
       ar.read("gen_state", st);
       gen.set_state(st);
@@ -271,6 +307,9 @@ struct Checkpoint {
 
 TrainResult train(const TrainOptions& o) {
   validate(o);
+  Communicator comm(o.dist());  // world size 1: no process group, every collective the identity
+  const int64_t world = comm.world_size(), local_batch = o.batch() / world, offset = comm.rank() * local_batch;
+  if (comm.rank() > 0) Progress::set_quiet(true);  // one progress line per run, rank 0's
   const auto task = make_task(o);
   const TaskKind kind = task->kind();
   const auto t0 = std::chrono::steady_clock::now();
@@ -303,15 +342,21 @@ TrainResult train(const TrainOptions& o) {
 
   const Augmentation augment(o);
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}));
+  // `gen` draws what every rank must agree on (the global batch, dsm noise) and
+  // is in the same state on every rank; `lgen` draws what is each rank's own
+  // (augmentation, replay buffer, Langevin, outliers). One process: the same generator.
   auto gen = at::detail::createCPUGenerator(o.seed());
+  const uint64_t local_seed = o.seed() + 1000003ULL * uint64_t(comm.rank() + 1);
+  auto lgen_own = at::detail::createCPUGenerator(local_seed);
+  at::Generator& lgen = comm.distributed() ? lgen_own : gen;
   std::unique_ptr<ReplayBuffer> buffer;
   if (uses_replay_buffer(kind)) {
     const std::vector<int64_t> shape{1, 28, 28};
     StartSampler starts = o.buffer_init() == "gaussian" ? gaussian_starts(fit.images, labels.y) : uniform_starts(shape);
-    buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), shape, gen, starts);
+    buffer = std::make_unique<ReplayBuffer>(o.buffer_size(), shape, lgen, starts);
   }
 
-  make_dirs(o.out());
+  if (comm.rank() == 0) make_dirs(o.out());
   const std::string ckpt = o.out() + "/checkpoint.pt";
 
   int64_t step = 0, rollbacks = 0;
@@ -322,9 +367,9 @@ TrainResult train(const TrainOptions& o) {
   };
   if (o.resume()) {
     if (!path_exists(ckpt)) throw UsageError("--resume: no checkpoint at '" + ckpt + "'");
-    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr, &rollbacks, &task->m_in, &task->m_out,
-                     &wall_before);
-    std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
+    Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, lgen, comm, &step, &lr, &rollbacks, &task->m_in,
+                     &task->m_out, &wall_before);
+    if (comm.rank() == 0) std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
   } else if (kind == TaskKind::kEnergyFinetune && (std::isnan(task->m_in) || std::isnan(task->m_out))) {
     // Margins from data (as the energy-OOD authors suggest): the initial
     // model's mean energies on in-distribution and on synthetic outliers.
@@ -334,9 +379,12 @@ TrainResult train(const TrainOptions& o) {
     const double eout = model->energy(synthesize_outliers(xs, gen)).mean().item<double>();
     if (std::isnan(task->m_in)) task->m_in = ein;
     if (std::isnan(task->m_out)) task->m_out = std::max(eout, ein + 1.0);
-    std::fprintf(stderr, "energy-finetune margins from data: m_in %.3f, m_out %.3f\n", task->m_in, task->m_out);
+    if (comm.rank() == 0) std::fprintf(stderr, "energy-finetune margins from data: m_in %.3f, m_out %.3f\n", task->m_in, task->m_out);
   }
   const int64_t start_step = step;
+  // Every rank starts from rank 0's weights (they agree already when built
+  // from one seed or file; this makes it so whatever the path).
+  comm.broadcast(model->parameters());
 
   LangevinOptions sg;
   sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
@@ -350,19 +398,23 @@ TrainResult train(const TrainOptions& o) {
     if (o.lr_schedule() == "cosine" && step >= o.warmup())
       factor = 0.5 * (1.0 + std::cos(M_PI * double(step - o.warmup()) / double(std::max<int64_t>(1, o.steps() - o.warmup()))));
     set_lr(opt, lr * factor);
-    const auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64);
+    // The global batch's indices, then this rank's rows of it.
+    const auto idx = torch::randint(fit.size(), {o.batch()}, gen, torch::kInt64).narrow(0, offset, local_batch);
     TaskBatch b;
     b.y = labels.y.defined() ? labels.y.index_select(0, idx) : torch::Tensor();
-    b.x = augment.apply(*model, fit.images.index_select(0, idx), b.y, step, gen);
+    b.x = augment.apply(*model, fit.images.index_select(0, idx), b.y, step, lgen);
+    b.offset = offset;
+    b.global_n = o.batch();
+    b.shared = &gen;
     torch::Tensor bidx;
     if (task->wants_negatives()) {
-      auto start = buffer->sample(o.batch(), o.reinit(), gen, &bidx);
+      auto start = buffer->sample(local_batch, o.reinit(), lgen, &bidx);
       model->set_training(false);
-      b.neg = langevin(*model, start, sg, {}, &gen).x;
+      b.neg = langevin(*model, start, sg, {}, &lgen).x;
       model->set_training(true);
       last_neg = b.neg;
     }
-    const TaskLoss tl = task->loss(*model, b, gen);
+    const TaskLoss tl = task->loss(*model, b, lgen);
 
     // Divergence guard: a non-finite loss or runaway energies roll back to the
     // last checkpoint with half the learning rate.
@@ -373,9 +425,18 @@ TrainResult train(const TrainOptions& o) {
     }
     double emax = tl.e_pos.defined() ? tl.e_pos.abs().max().item<double>() : 0;
     if (tl.e_neg.defined()) emax = std::max(emax, tl.e_neg.abs().max().item<double>());
-    const double gap = (tl.e_pos.defined() && tl.e_neg.defined())
-                           ? std::abs(tl.e_pos.mean().item<double>() - tl.e_neg.mean().item<double>())
-                           : 0;
+    double gap = (tl.e_pos.defined() && tl.e_neg.defined())
+                     ? std::abs(tl.e_pos.mean().item<double>() - tl.e_neg.mean().item<double>())
+                     : 0;
+    if (comm.distributed()) {
+      // One decision for all ranks: the worst rank's figures (NaN travels as +inf).
+      auto fin = [](double v) { return std::isfinite(v) ? v : HUGE_VAL; };
+      const auto w = comm.max(torch::tensor({std::isfinite(lv) ? 0.0 : 1.0, fin(emax), fin(gap)}, torch::kFloat64));
+      const auto a = w.accessor<double, 1>();
+      if (a[0] > 0) lv = std::nan("");
+      emax = a[1];
+      gap = a[2];
+    }
     if (!std::isfinite(lv) || !std::isfinite(emax) || emax > o.energy_limit() || gap > o.gap_limit()) {
       ++rollbacks;
       std::fprintf(stderr, "\ndivergence at step %lld (loss %g, max |E| %g, E+/E- gap %g); rollback %lld/%lld\n",
@@ -387,15 +448,17 @@ TrainResult train(const TrainOptions& o) {
                               "; try a lower --lr, more --sgld-steps or a larger --l2. No final model was saved.");
       int64_t rb = rollbacks;
       double lr_saved, wall_ignored;
-      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, &step, &lr_saved, &rb, &task->m_in, &task->m_out,
-                       &wall_ignored);
+      Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, lgen, comm, &step, &lr_saved, &rb, &task->m_in,
+                       &task->m_out, &wall_ignored);
       lr = lr_saved * 0.5;
       gen.set_current_seed(o.seed() + 7919 * uint64_t(rollbacks));  // a new path after the rollback
+      if (comm.distributed()) lgen.set_current_seed(local_seed + 7919 * uint64_t(rollbacks));
       continue;
     }
 
     opt.zero_grad();
     tl.loss.backward();
+    comm.average_gradients(model->parameters());  // W = 1: nothing
     if (o.clip_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm());
     opt.step();
     if (buffer && b.neg.defined()) buffer->update(bidx, b.neg);
@@ -409,7 +472,7 @@ TrainResult train(const TrainOptions& o) {
                   std::isnan(tl.accuracy) ? "" : (" acc " + std::to_string(tl.accuracy).substr(0, 5)).c_str());
     bar.update(step, status);
 
-    if (o.sample_every() > 0 && last_neg.defined() && step % o.sample_every() == 0) {
+    if (comm.rank() == 0 && o.sample_every() > 0 && last_neg.defined() && step % o.sample_every() == 0) {
       make_dirs(o.out() + "/samples");
       char name[64];
       std::snprintf(name, sizeof name, "/samples/step_%06lld.png", (long long)step);
@@ -417,7 +480,8 @@ TrainResult train(const TrainOptions& o) {
     }
     const bool stop_now = o.stop_after() >= 0 && step - start_step >= o.stop_after();
     if (step % o.checkpoint_every() == 0 || step == o.steps() || stop_now)
-      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, step, lr, rollbacks, task->m_in, task->m_out, wall_now());
+      Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, lgen, comm, step, lr, rollbacks, task->m_in, task->m_out,
+                       wall_now());
     if (stop_now && step < o.steps()) {
       bar.finish("stopped early (--stop-after); resume with --resume");
       TrainResult r;
@@ -429,6 +493,12 @@ TrainResult train(const TrainOptions& o) {
   bar.finish(std::string("loss ") + std::to_string(last_loss));
   const double wall = wall_now();
   const double wall_this_run = wall - wall_before;
+  if (comm.rank() != 0) {  // rank 0 writes the model and its card
+    TrainResult r;
+    r.steps = step;
+    r.rollbacks = rollbacks;
+    return r;
+  }
 
   // ------------------------------------------------------------ the card
   nlohmann::json opts{{"steps", o.steps()}, {"batch", o.batch()}, {"lr", o.lr()}, {"lr_schedule", o.lr_schedule()},
@@ -454,6 +524,10 @@ TrainResult train(const TrainOptions& o) {
   // logit -f(x)[c]; a purely discriminative one's -log p(c|x), to which
   // composition adds an unconditional prior.
   if (kind == TaskKind::kAttribute) card["class_energy"] = o.gen_weight() > 0 ? "logit" : "nll";
+  if (comm.distributed())
+    card["distributed"] = {{"world_size", world}, {"backend", "gloo"}, {"local_batch", local_batch},
+                           {"gradient_allreduce_seconds_per_step",
+                            comm.grad_reductions() > 0 ? comm.grad_seconds() / double(comm.grad_reductions()) : 0.0}};
 
   // ------------------------------------------------------------ end-of-run metrics (val split; test is `ebm eval`'s)
   ModelEvalOptions eo;

@@ -36,6 +36,7 @@ void build_app(CLI::App& app, Action& run) {
   add_defend(app, run);
   add_serve(app, run);
   add_export(app, run);
+  add_launch(app, run);
 }
 
 void add_common(CLI::App* sub, Common& c, bool with_json) {

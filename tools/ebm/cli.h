@@ -72,5 +72,6 @@ void add_ood(CLI::App& app, Action& run);
 void add_defend(CLI::App& app, Action& run);
 void add_serve(CLI::App& app, Action& run);
 void add_export(CLI::App& app, Action& run);
+void add_launch(CLI::App& app, Action& run);
 
 }  // namespace ebm::cli

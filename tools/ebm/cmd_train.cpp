@@ -45,7 +45,9 @@ void add_train(CLI::App& app, Action& run) {
       "Checkpoints go to MODEL/checkpoint.pt (atomic); --resume continues bit-exactly.\n"
       "Every run ends by saving MODEL/weights.pt and MODEL/card.json (command, seed,\n"
       "wall time, images/s, metrics on the VAL split). A run whose energies blow up\n"
-      "rolls back to its last checkpoint with half the learning rate.\n\n"
+      "rolls back to its last checkpoint with half the learning rate.\n"
+      "Data-parallel: `ebm launch -n 2 -- ebm train ...` runs 2 ranks (c10d/Gloo), each on\n"
+      "half of --batch; see docs/distributed.md for several machines.\n\n"
       "Example: ebm train --task dsm --data fashion-mnist --steps 3000 --out models/my-dsm");
   static TrainOptions o;
   sub->add_option("--task", o.task(), "clf | ebm | jem | attribute | dsm | energy-finetune")->capture_default_str()
@@ -113,15 +115,27 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_flag("--resume", o.resume(), "Continue from MODEL/checkpoint.pt");
   sub->add_option("--stop-after", o.stop_after(), "Stop after N steps in this run, keeping the checkpoint")->capture_default_str();
   sub->add_option("--eval-n", o.eval_n(), "Val images for the end-of-run metrics (test figures: `ebm eval`)")->capture_default_str();
+  static DistOptions d;
+  const std::string dist = "Data parallelism (c10d/Gloo; docs/distributed.md; `ebm launch` sets these)";
+  sub->add_option("--world-size", d.world_size(), "Number of ranks; --batch is the global batch, split evenly")
+      ->capture_default_str()->group(dist);
+  sub->add_option("--rank", d.rank(), "This process's rank in [0, world-size)")->capture_default_str()->group(dist);
+  sub->add_option("--master", d.master(), "HOST:PORT where rank 0 listens (TCPStore rendezvous)")->group(dist);
+  sub->add_option("--dist-timeout", d.timeout(), "Seconds before a silent rank is declared lost")
+      ->capture_default_str()->group(dist);
   static Common c;
   add_common(sub, c, true);
   sub->callback([&run] {
     run = [] {
       apply_common(c);
-      o.seed(c.seed).command(command_line());
+      o.seed(c.seed).command(command_line()).dist(d);
       auto r = train(o);
       if (r.card.is_null()) {
-        std::printf("stopped at step %lld; checkpoint in %s/checkpoint.pt\n", (long long)r.steps, o.out().c_str());
+        if (r.steps < o.steps())
+          std::printf("stopped at step %lld; checkpoint in %s/checkpoint.pt\n", (long long)r.steps, o.out().c_str());
+        else
+          std::printf("rank %lld: done (%lld steps); rank 0 saved %s\n", (long long)d.rank(), (long long)r.steps,
+                      o.out().c_str());
         return 0;
       }
       write_json(c.json_out, r.card);

@@ -32,6 +32,15 @@ struct TaskBatch {
   torch::Tensor x;    ///< [B,1,H,W] augmented images
   torch::Tensor y;    ///< [B] int64 labels (undefined for unlabelled data)
   torch::Tensor neg;  ///< [B,1,H,W] Langevin negatives (undefined unless wants_negatives())
+  /// Data parallelism (distributed.h): this batch is rows [offset, offset+B)
+  /// of a global batch of global_n rows spread over the ranks. Per-image noise
+  /// that must not depend on the number of ranks (dsm's sigma and eps) is drawn
+  /// for all global_n rows from `shared`, the generator every rank holds in the
+  /// same state, and this rank's rows are kept. One process: offset 0,
+  /// global_n = B, shared = the loop's generator.
+  int64_t offset = 0;
+  int64_t global_n = 0;  ///< 0 = B
+  at::Generator* shared = nullptr;  ///< nullptr = the generator passed to loss()
 };
 
 /// What a task computed on a batch.

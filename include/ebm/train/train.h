@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "ebm/core/langevin.h"
+#include "ebm/train/distributed.h"
 #include "ebm/train/outliers.h"
 
 namespace ebm {
@@ -154,6 +155,11 @@ struct TrainOptions {
   TORCH_ARG(int64_t, eval_n) = 2000;
   /// The command line recorded on the card.
   TORCH_ARG(std::string, command) = "";
+
+  /// Data parallelism over c10d/Gloo (distributed.h). `batch` stays the GLOBAL
+  /// batch: each of the world_size ranks trains on batch / world_size rows of
+  /// it, so W ranks follow the same trajectory as one process (see train()).
+  TORCH_ARG(DistOptions, dist) = DistOptions();
 };
 
 /// Fresh chain starts: n -> [n,C,H,W] in [0,1], all randomness from `gen`.
@@ -206,7 +212,7 @@ torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& s
 torch::Tensor energy_bound_loss(const torch::Tensor& e_in, const torch::Tensor& e_out, double m_in, double m_out);
 
 struct TrainResult {
-  nlohmann::json card;  // the saved model's card
+  nlohmann::json card;  // the saved model's card (empty on ranks > 0 and after --stop-after)
   int64_t steps = 0;
   int64_t rollbacks = 0;
 };
@@ -214,6 +220,22 @@ struct TrainResult {
 /// Train, checkpointing to OUT/checkpoint.pt, and save the final model to OUT
 /// (weights.pt + card.json). Throws DivergenceError if the run cannot be
 /// stabilised; a diverged model is never saved as final.
+///
+/// Data parallelism (o.dist().world_size() = W > 1), one call per rank:
+///   - every rank loads the fit split; at each step the global batch's indices
+///     are drawn from a generator all ranks hold in the same state, and rank r
+///     trains on rows [r*B/W, (r+1)*B/W) of it; dsm draws its noise for the
+///     global batch too (TaskBatch::shared). Augmentation, replay buffers,
+///     Langevin negatives and outliers use a per-rank generator;
+///   - gradients are averaged across ranks before clipping and the Adam step,
+///     so with a deterministic configuration (no augmentation, 1 thread) W
+///     ranks end with one process's weights up to float summation order;
+///   - the divergence guard's inputs are max-reduced: all ranks roll back together;
+///   - rank 0 alone writes checkpoints (with every rank's buffer and generator),
+///     sample grids and the final model; other ranks return an empty card.
+///     Rollbacks and --resume read OUT/checkpoint.pt on every rank, so OUT
+///     must be on a filesystem all ranks share; resume needs the same W.
+/// A lost rank ends the others with a DistributedError within o.dist().timeout().
 TrainResult train(const TrainOptions& o);
 
 }  // namespace ebm
