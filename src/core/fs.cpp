@@ -1,5 +1,7 @@
 #include "ebm/core/fs.h"
 
+#include <fcntl.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,12 +54,17 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   {
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) throw DataError("cannot write '" + path + "': " + std::strerror(errno));
+    errno = 0;
     size_t wrote = std::fwrite(bytes.data(), 1, bytes.size(), f);
     bool ok = wrote == bytes.size() && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+    int err = errno;
     ok = (std::fclose(f) == 0) && ok;
     if (!ok) {
+      if (err == 0) err = errno;
       std::remove(tmp.c_str());
-      throw DataError("cannot write '" + path + "': short write (disk full?)");
+      // The file that was there before is untouched: only the temporary copy failed.
+      throw DataError("cannot write '" + path + "': " + (err ? std::strerror(err) : "short write") +
+                      " (disk full or a file-size limit?); the previous file, if any, is unchanged");
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -65,9 +72,22 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     std::remove(tmp.c_str());
     throw DataError("cannot write '" + path + "': " + std::strerror(err));
   }
+  // Make the rename itself durable (a power cut after rename() could otherwise
+  // lose the directory entry); best effort: some filesystems refuse fsync on a directory.
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 std::string read_file(const std::string& path) {
+  // Regular files only: a FIFO would block forever, a device such as /dev/zero never ends.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw DataError("cannot read '" + path + "': not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError("cannot open '" + path + "': " + std::strerror(errno));
   std::ostringstream ss;
