@@ -4,8 +4,16 @@
 // HTTP on the shipped models, with served energies checked against the CLI.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -531,5 +539,227 @@ TEST(ServeHttp, GuardRefusesFlaggedInputsUnlessAsked) {
   EXPECT_EQ(allowed["models_sha256"]["classifier"], model_hash(kRoot + "/models/mnist-clf"));
 }
 
+
+// ---------------------------------------------------------------- reload and abuse
+
+// Copies a model folder's two files into dir, each by rename (whole files only).
+void install_model(const std::string& from, const std::string& dir) {
+  for (const char* f : {"weights.pt", "card.json"}) {
+    std::ifstream in(from + "/" + f, std::ios::binary);
+    std::ofstream out(dir + "/" + f + ".new", std::ios::binary);
+    out << in.rdbuf();
+    out.close();
+    ASSERT_EQ(std::rename((dir + "/" + f + ".new").c_str(), (dir + "/" + f).c_str()), 0);
+  }
+}
+
+TEST(ServeReload, UnderConcurrentRequestsNoneFailsAndHashesSwitch) {
+  const std::string dir = ::testing::TempDir() + "serve_reload_model";
+  std::filesystem::create_directories(dir);
+  install_model(kRoot + "/models/fmnist-dsm", dir);
+  const std::string old_hash = model_hash(kRoot + "/models/fmnist-dsm");
+  const std::string new_hash = model_hash(kRoot + "/models/mnist-dsm");
+  ASSERT_NE(old_hash, new_hash);
+  ServeSpec spec;
+  spec.models.push_back({"served", dir, ""});
+  Running s(spec, ServeOptions());
+  const auto x = some_images(1);
+  const json body{{"images", images_json(x)}};
+  // Each model's energy on this image, from the library.
+  const double e_old = energy_batched(*load_model(kRoot + "/models/fmnist-dsm"), x)[0].item<double>();
+  const double e_new = energy_batched(*load_model(kRoot + "/models/mnist-dsm"), x)[0].item<double>();
+
+  struct Answer {
+    int status;
+    std::string header, body_hash;
+    double energy;
+  };
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> total{0};
+  std::vector<std::vector<Answer>> answers(6);
+  std::vector<std::thread> clients;
+  for (size_t k = 0; k < answers.size(); ++k)
+    clients.emplace_back([&, k] {
+      auto c = s.client();
+      while (!stop) {
+        auto r = c.Post("/v1/score", body.dump(), "application/json");
+        ++total;
+        if (!r) {
+          answers[k].push_back({0, "", "", 0});
+          continue;
+        }
+        const json j = json::parse(r->body, nullptr, false);
+        const bool ok = r->status == 200 && j.is_object() && j.contains("results");
+        answers[k].push_back({r->status, r->get_header_value("X-Model-SHA256"), ok ? j["model_sha256"].get<std::string>() : "",
+                              ok ? j["results"][0]["energy"].get<double>() : 0.0});
+      }
+    });
+  auto count = [&] { return total.load(); };
+  while (count() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  install_model(kRoot + "/models/mnist-dsm", dir);
+  const json r = s.svc.reload();
+  EXPECT_EQ(r["models"][0]["old_sha256"], old_hash);
+  EXPECT_EQ(r["models"][0]["sha256"], new_hash);
+  EXPECT_TRUE(r["models"][0]["changed"].get<bool>());
+  const size_t at_reload = count();
+  while (count() < at_reload + 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // A broken file: the reload fails and the new model keeps serving.
+  {
+    std::ofstream junk(dir + "/weights.pt", std::ios::binary | std::ios::trunc);
+    junk << std::string(1000, '\x7f');
+  }
+  EXPECT_ANY_THROW(s.svc.reload());
+  const size_t at_failed = count();
+  while (count() < at_failed + 100) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  for (auto& t : clients) t.join();
+
+  size_t n_old = 0, n_new = 0;
+  for (const auto& a : answers) {
+    bool seen_new = false;
+    for (const auto& x : a) {
+      ASSERT_EQ(x.status, 200) << "a request failed during the reload";
+      EXPECT_EQ(x.header, x.body_hash);
+      if (x.header == old_hash) {
+        EXPECT_FALSE(seen_new) << "an old-model answer after a new-model one on the same connection";
+        EXPECT_NEAR(x.energy, e_old, 1e-4 * std::fabs(e_old));
+        ++n_old;
+      } else {
+        EXPECT_EQ(x.header, new_hash);
+        EXPECT_NEAR(x.energy, e_new, 1e-4 * std::fabs(e_new));
+        seen_new = true;
+        ++n_new;
+      }
+    }
+  }
+  EXPECT_GE(n_old, 150u);
+  EXPECT_GE(n_new, 250u);
+  const std::string m = s.svc.metrics().render();
+  EXPECT_NE(m.find("ebm_reloads_total{result=\"ok\"} 1"), std::string::npos);
+  EXPECT_NE(m.find("ebm_reloads_total{result=\"failed\"} 1"), std::string::npos);
+  EXPECT_EQ(json::parse(s.client().Get("/v1/models")->body)["generation"], 1);
+}
+
+// A raw TCP client: connect, send, read until the server closes or `wait_s` passes.
+struct Raw {
+  int fd = -1;
+  explicit Raw(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ~Raw() {
+    if (fd >= 0) ::close(fd);
+  }
+  void send(const std::string& s) const { ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), ssize_t(s.size())); }
+  // Everything until the server closes (or wait_s), and how long that took.
+  std::pair<std::string, double> read_all(double wait_s) const {
+    std::string out;
+    const auto t0 = std::chrono::steady_clock::now();
+    char buf[4096];
+    for (;;) {
+      const double left = wait_s - std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      pollfd p{fd, POLLIN, 0};
+      if (left <= 0 || ::poll(&p, 1, int(left * 1000)) <= 0) break;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+    }
+    return {out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  }
+};
+
+TEST(ServeAbuse, ShortAndSlowBodiesGet408AndHoldNoThread) {
+  // Two HTTP threads only: if a stalled request held one, the others would queue.
+  Running s(fmnist_spec(), ServeOptions().http_threads(2).request_timeout_ms(1000).keep_alive_timeout_ms(1000));
+  // Headers claim 1000 bytes, 10 arrive.
+  std::vector<std::unique_ptr<Raw>> stalled;
+  for (int i = 0; i < 8; ++i) {
+    stalled.push_back(std::make_unique<Raw>(s.port));
+    stalled.back()->send("POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"images\"");
+  }
+  // Meanwhile a valid request on a new connection is answered at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  json img = json::array();
+  for (int r = 0; r < 28; ++r) img.push_back(std::vector<double>(28, 0.5));
+  EXPECT_EQ(s.client().Post("/v1/score", json{{"images", {img}}}.dump(), "application/json")->status, 200);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.5);
+  for (auto& r : stalled) {
+    const auto [out, secs] = r->read_all(5);
+    EXPECT_EQ(out.rfind("HTTP/1.1 408", 0), 0u) << out;
+    EXPECT_NE(out.find("\"error\""), std::string::npos);
+    EXPECT_LT(secs, 2.5);  // the 1-s deadline, swept every 0.1 s
+  }
+  // A slow body: one byte every 150 ms never completes within the deadline.
+  {
+    Raw slow(s.port);
+    slow.send("POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    std::string got;
+    for (int i = 0; i < 20; ++i) {
+      if (::send(slow.fd, "{", 1, MSG_NOSIGNAL) != 1) break;
+      pollfd p{slow.fd, POLLIN, 0};
+      if (::poll(&p, 1, 150) > 0) break;  // the answer (or the close) came
+    }
+    const auto [out, secs] = slow.read_all(3);
+    EXPECT_EQ(out.rfind("HTTP/1.1 408", 0), 0u) << out;
+  }
+  // Chunked and 100-continue bodies go to a thread after their head; its reads
+  // have the same deadline.
+  for (const std::string head : {"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"ima", "Expect: 100-continue\r\nContent-Length: 50\r\n\r\n{"}) {
+    Raw r(s.port);
+    r.send("POST /v1/score HTTP/1.1\r\nHost: x\r\n" + head);
+    const auto [out, secs] = r.read_all(4);
+    EXPECT_NE(out.find("HTTP/1.1 408"), std::string::npos) << out;
+    EXPECT_LT(secs, 3.0);
+  }
+  // An idle keep-alive connection is closed after the keep-alive timeout.
+  {
+    Raw idle(s.port);
+    const auto [out, secs] = idle.read_all(4);
+    EXPECT_EQ(out, "");
+    EXPECT_GT(secs, 0.8);
+    EXPECT_LT(secs, 2.5);
+  }
+  const std::string m = s.svc.metrics().render();
+  EXPECT_NE(m.find("ebm_connections_closed_total{reason=\"timeout\"}"), std::string::npos);
+  EXPECT_NE(m.find("ebm_connections_closed_total{reason=\"idle_closed\"}"), std::string::npos);
+  EXPECT_EQ(s.client().Get("/v2/health/live")->status, 200);
+}
+
+TEST(ServeAbuse, IdleConnectionsHoldNoThreadAndTheCapEvictsTheOldest) {
+  // 2 HTTP threads, 1,500 idle connections (the 10,000 case runs in cli.serve_load,
+  // from a separate process), half stopped mid-request line.
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 3000) GTEST_SKIP() << "needs 3,000 open files (ulimit -Hn)";
+  Running s(fmnist_spec(), ServeOptions().http_threads(2).max_connections(1000));
+  std::vector<std::unique_ptr<Raw>> idle;
+  for (int i = 0; i < 1500; ++i) {
+    idle.push_back(std::make_unique<Raw>(s.port));
+    if (i % 2) idle.back()->send("GET /v2/health/li");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  json img = json::array();
+  for (int r = 0; r < 28; ++r) img.push_back(std::vector<double>(28, 0.5));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = s.client().Post("/v1/score", json{{"images", {img}}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  const std::string m = s.svc.metrics().render();
+  // Beyond the cap of 1,000 the longest-idle connections (with no request begun) made room.
+  EXPECT_NE(m.find("ebm_connections_closed_total{reason=\"evicted\"}"), std::string::npos);
+  std::smatch open;
+  ASSERT_TRUE(std::regex_search(m, open, std::regex("ebm_open_connections (\\d+)")));
+  EXPECT_LE(std::stoi(open[1]), 1001);
+}
 }  // namespace
 }  // namespace ebm::serve

@@ -1,7 +1,25 @@
 #include "ebm/serve/http.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <mutex>
 #include <regex>
+#include <set>
+#include <thread>
 
 #include <httplib.h>
 #include <torch/torch.h>
@@ -10,9 +28,477 @@
 
 namespace ebm::serve {
 
+// ---------------------------------------------------------------- connections
+//
+// cpp-httplib gives each connection a pool thread for as long as it is open: a
+// keep-alive client that says nothing holds one until its timeout, so a few
+// hundred idle connections stall every other client (measured: 1,000 idle
+// connections and a new request unanswered after 12 s). Here a pool thread
+// only ever runs a request that has fully arrived:
+//
+//  - an accepted connection, and every connection after its answer, is parked
+//    in one epoll set (the Parker thread);
+//  - the Parker reads what arrives, without blocking, until the buffer holds a
+//    whole request (head and Content-Length body); then a pool thread runs it
+//    through httplib's own process_request() on a Stream over that buffer;
+//  - an idle connection is closed after keep_alive_timeout_ms; a request that
+//    has not fully arrived within request_timeout_ms of its first byte gets 408
+//    and is closed (slow or short bodies never reach a thread);
+//  - at max_connections a new connection evicts the longest-idle one, or gets
+//    503 when none is idle.
+// Chunked bodies, "Expect: 100-continue" and bodies over the limit go to a
+// thread once their head has arrived; their reads are bounded by the same
+// request deadline.
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::string raw_response(int status, const char* reason, const std::string& message, const std::string& extra = "") {
+  const std::string body = json{{"error", message}}.dump();
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + body;
+}
+
+// Best effort: the connection is closed right after.
+void send_now(int fd, const std::string& s) {
+  size_t off = 0;
+  for (int spins = 0; off < s.size() && spins < 100; ++spins) {
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) off += size_t(n);
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 10);
+    } else break;
+  }
+}
+
+bool iequals_prefix(const std::string& s, size_t at, const char* name) {
+  const size_t n = std::strlen(name);
+  if (s.size() < at + n) return false;
+  for (size_t i = 0; i < n; ++i)
+    if (std::tolower(static_cast<unsigned char>(s[at + i])) != name[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+struct Conn {
+  int fd = -1;
+  std::string buf;     // bytes read and not yet consumed
+  size_t pos = 0;      // first unconsumed byte of buf
+  bool parked = false;  // in the Parker's set (only the Parker deletes a parked Conn)
+  bool timed_out = false;  // a blocking read ran past the request deadline
+  Clock::time_point idle_since, request_started;
+  bool request_pending = false;  // some bytes of the next request have arrived
+  bool evicting = false;         // shut down to make room; the Parker closes it
+  size_t pending() const { return buf.size() - pos; }
+  void compact() {
+    if (pos > 0) {
+      buf.erase(0, pos);
+      pos = 0;
+    }
+  }
+};
+
+// httplib's Stream over a Conn: reads come from the buffer first, then from the
+// socket with poll() bounded by the request deadline.
+class ConnStream : public httplib::Stream {
+ public:
+  ConnStream(Conn& c, Clock::time_point deadline, int write_timeout_ms)
+      : c_(c), deadline_(deadline), write_timeout_ms_(write_timeout_ms) {}
+  bool is_readable() const override { return c_.pending() > 0 || wait(POLLIN, remaining_ms()); }
+  bool is_writable() const override { return wait(POLLOUT, write_timeout_ms_); }
+  ssize_t read(char* ptr, size_t size) override {
+    if (c_.pending() > 0) {
+      const size_t n = std::min(size, c_.pending());
+      std::memcpy(ptr, c_.buf.data() + c_.pos, n);
+      c_.pos += n;
+      return ssize_t(n);
+    }
+    for (;;) {
+      const int ms = remaining_ms();
+      if (ms <= 0 || !wait(POLLIN, ms)) {
+        c_.timed_out = true;
+        return -1;
+      }
+      const ssize_t n = ::recv(c_.fd, ptr, size, MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    }
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    size_t off = 0;
+    while (off < size) {
+      const ssize_t n = ::send(c_.fd, ptr + off, size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        off += size_t(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (!wait(POLLOUT, write_timeout_ms_)) return -1;
+        continue;
+      }
+      return -1;
+    }
+    return ssize_t(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { addr(true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { addr(false, ip, port); }
+  socket_t socket() const override { return c_.fd; }
+
+ private:
+  int remaining_ms() const {
+    return int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count());
+  }
+  bool wait(short events, int ms) const {
+    if (ms <= 0) return false;
+    pollfd p{c_.fd, events, 0};
+    for (;;) {
+      const int r = ::poll(&p, 1, ms);
+      if (r < 0 && errno == EINTR) continue;
+      return r > 0 && (p.revents & (events | POLLHUP | POLLERR));
+    }
+  }
+  void addr(bool peer, std::string& ip, int& port) const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int r = peer ? ::getpeername(c_.fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                       : ::getsockname(c_.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (r != 0) return;
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv, sizeof serv,
+                      NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+      ip = host;
+      port = std::atoi(serv);
+    }
+  }
+  Conn& c_;
+  Clock::time_point deadline_;
+  int write_timeout_ms_;
+};
+
+// The connection currently run by this thread (for the 408 mapping).
+thread_local Conn* t_conn = nullptr;
+
+// Shared with the metrics gauges, which may outlive one ConnPool.
+struct ConnCounts {
+  std::atomic<int64_t> open{0}, idle{0};
+};
+
+// The pool of request threads plus the Parker that holds every connection
+// between requests. httplib creates it (new_task_queue), enqueues one task per
+// accepted socket, and calls shutdown() when it stops.
+class ConnPool : public httplib::TaskQueue {
+ public:
+  using Run = std::function<bool(Conn&, bool close, bool& closed)>;  // one request; false = close
+  struct Limits {
+    int threads;
+    int64_t max_connections;
+    double keep_alive_ms, request_ms;
+    size_t max_body;
+    std::function<void(const char* what)> count;  // metrics: "evicted", "refused", "timeout", "idle_closed"
+  };
+  ConnPool(Limits l, Run run, std::shared_ptr<ConnCounts> counts)
+      : l_(std::move(l)), run_(std::move(run)), counts_(std::move(counts)), pool_(size_t(l_.threads)) {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, wake_, &ev);
+    // Stay below the open-file limit: the listener, the pool and httplib need a few.
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      l_.max_connections = std::max<int64_t>(1, std::min<int64_t>(l_.max_connections, int64_t(rl.rlim_cur) - 32));
+    parker_ = std::thread([this] { park_loop(); });
+  }
+  ~ConnPool() override {
+    if (parker_.joinable()) stop_parker();
+    ::close(ep_);
+    ::close(wake_);
+  }
+  void enqueue(std::function<void()> fn) override { pool_.enqueue(std::move(fn)); }
+  void shutdown() override {
+    stop_parker();
+    pool_.shutdown();
+  }
+
+  /// A socket httplib accepted (called on a pool thread; returns at once).
+  void adopt(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (counts_->open.load() >= l_.max_connections && !evict_one()) {
+      send_now(fd, raw_response(503, "Service Unavailable", "too many open connections (" +
+                                    std::to_string(l_.max_connections) + "); retry later", "Retry-After: 1\r\n"));
+      if (l_.count) l_.count("refused");
+      ::shutdown(fd, SHUT_RDWR);
+      ::close(fd);
+      return;
+    }
+    ++counts_->open;
+    auto* c = new Conn;
+    c->fd = fd;
+    c->idle_since = Clock::now();
+    park(c);
+  }
+
+ private:
+  // Called with c not parked and owned by the caller.
+  void park(Conn* c) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (stopping_) {
+      lk.unlock();
+      close_conn(c);
+      return;
+    }
+    c->compact();
+    if (complete(*c)) {  // a pipelined request already buffered
+      lk.unlock();
+      dispatch(c);
+      return;
+    }
+    c->parked = true;
+    parked_.insert(c);
+    counts_->idle = int64_t(parked_.size());
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.ptr = c;
+    if (::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev) != 0) ::epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev);
+  }
+
+  // Is a whole request buffered, or at least enough for a thread to take over?
+  bool complete(Conn& c) const {
+    const std::string& b = c.buf;
+    const size_t end = b.find("\r\n\r\n", c.pos);
+    if (end == std::string::npos) return b.size() - c.pos > 64 * 1024;  // an over-long head: httplib refuses it
+    int64_t length = 0;
+    for (size_t line = b.find("\r\n", c.pos); line != std::string::npos && line < end; line = b.find("\r\n", line + 2)) {
+      const size_t at = line + 2;
+      if (iequals_prefix(b, at, "content-length:")) {
+        char* stop = nullptr;
+        const long long v = std::strtoll(b.c_str() + at + 15, &stop, 10);
+        if (v < 0) return true;  // httplib answers 400
+        length = v;
+      } else if (iequals_prefix(b, at, "transfer-encoding:") || iequals_prefix(b, at, "expect:")) {
+        return true;  // chunked or 100-continue: a thread reads the body
+      }
+    }
+    if (size_t(length) > l_.max_body) return true;  // 413 from httplib
+    return b.size() - (end + 4) >= size_t(length);
+  }
+
+  void dispatch(Conn* c) {
+    pool_.enqueue([this, c] { serve(c); });
+  }
+
+  // On a pool thread: one request, then back to the Parker (or closed).
+  void serve(Conn* c) {
+    bool closed = false;
+    bool ok;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      closed = stopping_;  // answer, but say Connection: close
+    }
+    t_conn = c;
+    c->timed_out = false;
+    const bool close_after = closed;
+    ok = run_(*c, close_after, closed);
+    t_conn = nullptr;
+    c->idle_since = Clock::now();
+    c->request_pending = c->pending() > 0;  // a pipelined request has begun
+    c->request_started = c->idle_since;
+    if (!ok || closed || close_after || c->timed_out) close_conn(c);
+    else park(c);
+  }
+
+  void close_conn(Conn* c) {
+    ::epoll_ctl(ep_, EPOLL_CTL_DEL, c->fd, nullptr);
+    ::shutdown(c->fd, SHUT_RDWR);
+    ::close(c->fd);
+    delete c;
+    --counts_->open;
+  }
+
+  // Make room: shut down the longest-idle parked connection with no request
+  // begun (the Parker sees its end and closes it). False when none is idle.
+  bool evict_one() {
+    std::lock_guard<std::mutex> lk(mu_);
+    Conn* victim = nullptr;
+    for (Conn* c : parked_)
+      if (!c->request_pending && !c->evicting && (!victim || c->idle_since < victim->idle_since)) victim = c;
+    if (!victim) return false;
+    victim->evicting = true;
+    ::shutdown(victim->fd, SHUT_RDWR);
+    if (l_.count) l_.count("evicted");
+    return true;
+  }
+
+  // Parker thread: read what arrives on parked connections; hand complete
+  // requests to the pool; close idle and timed-out ones.
+  void park_loop() {
+    std::vector<epoll_event> evs(256);
+    char tmp[16384];
+    auto last_sweep = Clock::now();
+    for (;;) {
+      const int n = ::epoll_wait(ep_, evs.data(), int(evs.size()), 100);
+      bool stop = false;
+      for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<Conn*>(evs[i].data.ptr);
+        if (!c) {
+          stop = true;
+          continue;
+        }
+        std::unique_lock<std::mutex> lk(mu_);
+        if (!c->parked) continue;  // evicted meanwhile
+        bool eof = false;
+        for (;;) {
+          const ssize_t r = ::recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+          if (r > 0) {
+            if (!c->request_pending) {
+              c->request_pending = true;
+              c->request_started = Clock::now();
+            }
+            c->buf.append(tmp, size_t(r));
+            if (c->pending() > l_.max_body + 128 * 1024) break;  // complete() hands it over
+            continue;
+          }
+          if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) eof = true;
+          break;
+        }
+        if (complete(*c)) {
+          parked_.erase(c);
+          counts_->idle = int64_t(parked_.size());
+          c->parked = false;
+          lk.unlock();
+          dispatch(c);
+        } else if (eof) {
+          parked_.erase(c);
+          counts_->idle = int64_t(parked_.size());
+          c->parked = false;
+          lk.unlock();
+          close_conn(c);  // the client went away (mid-request or idle)
+        } else {
+          epoll_event ev{};
+          ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+          ev.data.ptr = c;
+          ::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+        }
+      }
+      if (stop) break;
+      const auto now = Clock::now();
+      if (now - last_sweep >= std::chrono::milliseconds(100)) {
+        last_sweep = now;
+        sweep(now);
+      }
+    }
+    // Stopping: every parked connection is between requests (or mid-way
+    // through sending one); close them. Requests already with a thread finish.
+    std::vector<Conn*> rest;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      rest.assign(parked_.begin(), parked_.end());
+      parked_.clear();
+      counts_->idle = 0;
+    }
+    for (Conn* c : rest) close_conn(c);
+  }
+
+  void sweep(Clock::time_point now) {
+    std::vector<std::pair<Conn*, bool>> expired;  // (conn, mid-request)
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      const auto idle = std::chrono::microseconds(int64_t(l_.keep_alive_ms * 1000));
+      const auto req = std::chrono::microseconds(int64_t(l_.request_ms * 1000));
+      for (Conn* c : parked_) {
+        if (c->request_pending ? now - c->request_started > req : now - c->idle_since > idle)
+          expired.push_back({c, c->request_pending});
+      }
+      for (auto& e : expired) {
+        parked_.erase(e.first);
+        counts_->idle = int64_t(parked_.size());
+        e.first->parked = false;
+        ::epoll_ctl(ep_, EPOLL_CTL_DEL, e.first->fd, nullptr);
+      }
+    }
+    for (auto& [c, mid] : expired) {
+      if (mid) {
+        send_now(c->fd, raw_response(408, "Request Timeout",
+                                     "the request did not arrive within " + std::to_string(int64_t(l_.request_ms)) + " ms"));
+        if (l_.count) l_.count("timeout");
+      } else if (l_.count) {
+        l_.count("idle_closed");
+      }
+      close_conn(c);
+    }
+  }
+
+  void stop_parker() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stopping_) {
+        if (parker_.joinable()) parker_.join();
+        return;
+      }
+      stopping_ = true;
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] auto w = ::write(wake_, &one, sizeof one);
+    if (parker_.joinable()) parker_.join();
+  }
+
+  Limits l_;
+  Run run_;
+  std::shared_ptr<ConnCounts> counts_;
+  httplib::ThreadPool pool_;
+  int ep_ = -1, wake_ = -1;
+  mutable std::mutex mu_;
+  std::set<Conn*> parked_;
+  bool stopping_ = false;
+  std::thread parker_;
+};
+
+// httplib::Server with the connection handling above: its (private, virtual)
+// per-socket hook hands each accepted socket to the ConnPool, and requests run
+// through its protected process_request().
+class ParkingServer : public httplib::Server {
+ public:
+  ConnPool::Limits limits;
+  std::atomic<ConnPool*> pool{nullptr};
+  std::shared_ptr<ConnCounts> counts = std::make_shared<ConnCounts>();
+  /// httplib listens with a backlog of 5: a burst of connects overflows it and
+  /// the kernel drops SYNs (each costs its client a 1-s retransmit). listen()
+  /// again on the bound socket raises the backlog (Linux).
+  void widen_backlog() {
+    const socket_t s = svr_sock_;
+    if (s != INVALID_SOCKET) ::listen(s, 4096);
+  }
+  ParkingServer() {
+    new_task_queue = [this] {
+      auto* p = new ConnPool(limits, [this](Conn& c, bool close, bool& closed) {
+        const auto deadline = (c.request_pending ? c.request_started : Clock::now()) +
+                              std::chrono::microseconds(int64_t(limits.request_ms * 1000));
+        ConnStream strm(c, deadline, int(limits.request_ms));
+        return process_request(strm, close, closed, nullptr);
+      }, counts);
+      pool = p;
+      return p;
+    };
+  }
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    ConnPool* p = pool.load();
+    if (!p) {
+      ::close(sock);
+      return false;
+    }
+    p->adopt(sock);
+    return true;
+  }
+};
+
+namespace {
 
 // The route patterns, also the "endpoint" label of the request metrics (the
 // pattern, not the path, so that model names cannot blow up the series count).
@@ -49,7 +535,7 @@ std::string error_body(const std::string& message, const json& detail = nullptr)
 
 struct HttpServer::Impl {
   Service& svc;
-  httplib::Server http;
+  ParkingServer http;
   explicit Impl(Service& s) : svc(s) {}
 
   void reply(httplib::Response& res, int status, const json& body) {
@@ -99,21 +585,31 @@ struct HttpServer::Impl {
 
   void install() {
     auto& o = svc.options();
-    const int n_threads = o.http_threads();
-    http.new_task_queue = [n_threads] { return new httplib::ThreadPool(size_t(n_threads)); };
+    http.limits = {o.http_threads(), o.max_connections(), o.keep_alive_timeout_ms(), o.request_timeout_ms(),
+                   size_t(o.max_body_bytes()), [&m = svc.metrics()](const char* what) { m.inc("ebm_connections_closed_total", {what}); }};
     http.set_payload_max_length(size_t(o.max_body_bytes()));
-    http.set_keep_alive_max_count(100000);
+    http.set_keep_alive_max_count(100000);  // only the Keep-Alive header's "max": connections are not counted
     // Headers and body leave in separate writes; without TCP_NODELAY, Nagle
     // plus the client's delayed ACK adds ~40 ms to every keep-alive answer.
     http.set_tcp_nodelay(true);
-    http.set_read_timeout(10, 0);
-    http.set_write_timeout(10, 0);
+    svc.metrics().counter("ebm_connections_closed_total",
+                          "Connections the server closed on its own, by reason: idle_closed (keep-alive timeout), "
+                          "timeout (408: the request did not arrive in time), evicted (longest-idle, at the connection "
+                          "cap), refused (503 at the cap, none idle).",
+                          {"reason"});
+    svc.metrics().gauge_fn("ebm_open_connections", "Open HTTP connections, idle or busy.",
+                           [c = http.counts] { return double(c->open.load()); });
+    svc.metrics().gauge_fn("ebm_idle_connections", "Open HTTP connections waiting between requests (no thread held).",
+                           [c = http.counts] { return double(c->idle.load()); });
     // httplib's own refusals (413 over the body limit, 400 unparsable HTTP,
     // 404 no route) get the same JSON error shape; bodies we wrote stay.
     http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
       std::string msg;
-      if (res.status == 413) msg = "request body over the limit of " + std::to_string(svc.options().max_body_bytes()) + " bytes";
+      if (t_conn && t_conn->timed_out) {
+        res.status = 408;
+        msg = "the request did not arrive within " + std::to_string(int64_t(svc.options().request_timeout_ms())) + " ms";
+      } else if (res.status == 413) msg = "request body over the limit of " + std::to_string(svc.options().max_body_bytes()) + " bytes";
       else if (res.status == 404) msg = "no route " + req.method + " " + req.path;
       else msg = "HTTP " + std::to_string(res.status) + " (malformed request)";
       res.set_content(error_body(msg), "application/json");
@@ -194,10 +690,12 @@ int HttpServer::bind() {
   if (o.port() == 0) {
     const int p = impl_->http.bind_to_any_port(o.host());
     if (p <= 0) throw UsageError("cannot bind to " + o.host() + " (any port)");
+    impl_->http.widen_backlog();
     return p;
   }
   if (!impl_->http.bind_to_port(o.host(), o.port()))
     throw UsageError("cannot bind to " + o.host() + ":" + std::to_string(o.port()) + " (in use, or not an address of this host)");
+  impl_->http.widen_backlog();
   return o.port();
 }
 

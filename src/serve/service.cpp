@@ -24,6 +24,11 @@ struct Service::Model {
   ImageShape shape;
   int64_t num_classes = 0;
   std::vector<std::string> roles;
+  uint64_t generation = 0;  // of the State that loaded it: part of every batch key
+
+  /// Batch key of an operation on this model: requests on models of different
+  /// loads never share a batch (a batch runs its first request's function).
+  std::string key(const std::string& op) const { return op + ":" + name + "#" + std::to_string(generation); }
 
   Energy& energy() const {
     const int w = Batcher::current_worker();
@@ -69,6 +74,9 @@ void check_serve_options(const ServeOptions& o) {
        "max images per request must be >= 1, got " + std::to_string(o.max_images_per_request()));
   need(o.timeout_ms() > 0, "timeout must be > 0 ms, got " + std::to_string(o.timeout_ms()));
   need(o.retry_after_s() >= 0, "retry-after must be >= 0 s, got " + std::to_string(o.retry_after_s()));
+  need(o.max_connections() >= 1, "max connections must be >= 1, got " + std::to_string(o.max_connections()));
+  need(o.keep_alive_timeout_ms() > 0, "keep-alive timeout must be > 0 ms");
+  need(o.request_timeout_ms() > 0, "request timeout must be > 0 ms");
   need(o.max_steps() >= 1, "max steps must be >= 1, got " + std::to_string(o.max_steps()));
   try {
     check_batcher_options(o.batcher());
@@ -120,29 +128,27 @@ ServeSpec ServeSpec::from_config(const std::string& path) {
   return s;
 }
 
-Service::Service(const ServeSpec& spec, ServeOptions o) : o_(std::move(o)) {
-  check_serve_options(o_);
-  if (spec.models.empty()) throw UsageError("serve needs at least one --model");
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  const int total = o_.threads() > 0 ? o_.threads() : std::max(1, cores - 1);
-  BatcherOptions bo = o_.batcher();
-  bo.threads_per_worker(std::max(1, total / bo.workers()));
-  o_.batcher(bo);
-
-  auto add = [&](const ModelSpec& ms, const std::string& role) -> const Model* {
-    for (auto& m : models_)
+std::shared_ptr<const Service::State> Service::load_state(uint64_t generation) const {
+  const ServeSpec& spec = spec_;
+  const int workers = o_.batcher().workers();
+  auto st = std::make_shared<State>();
+  st->generation = generation;
+  std::vector<std::shared_ptr<Model>> loaded;
+  auto add = [&](const ModelSpec& ms, const std::string& role) -> std::shared_ptr<Model> {
+    for (auto& m : loaded)
       if (m->path == ms.path) {
         m->roles.push_back(role);
-        return m.get();
+        return m;
       }
-    for (auto& m : models_)
+    for (auto& m : loaded)
       if (m->name == ms.name) throw UsageError("two served models are named '" + ms.name + "' (use NAME=PATH)");
-    auto m = std::make_unique<Model>();
+    auto m = std::make_shared<Model>();
     m->name = ms.name;
     m->path = ms.path;
+    m->generation = generation;
     m->card = load_card(ms.path);
     m->hash = model_hash(ms.path);
-    for (int w = 0; w < bo.workers(); ++w) {
+    for (int w = 0; w < workers; ++w) {
       auto e = load_model(ms.path);
       e->set_training(false);
       m->copies.push_back(e);
@@ -157,25 +163,45 @@ Service::Service(const ServeSpec& spec, ServeOptions o) : o_(std::move(o)) {
       check_model(*m->detector, ms.path);
     }
     m->roles.push_back(role);
-    models_.push_back(std::move(m));
-    return models_.back().get();
+    loaded.push_back(m);
+    return m;
   };
   for (const auto& ms : spec.models) add(ms, "model");
   if (!spec.classifier.empty() || !spec.purifier.empty()) {
     if (spec.classifier.empty() || spec.purifier.empty())
       throw UsageError("the guard needs both --classifier and --purifier");
-    for (const auto& m : models_)
+    for (const auto& m : loaded)
       if (m->detector) {
-        guard_detector_ = m.get();
+        st->guard_detector = m;
         break;
       }
-    if (!guard_detector_) throw UsageError("the guard needs a --detector for one of the served models");
-    guard_classifier_ = add(ServeSpec::parse_model(spec.classifier), "classifier");
-    guard_purifier_ = add(ServeSpec::parse_model(spec.purifier), "purifier");
-    if (guard_classifier_->num_classes <= 0)
+    if (!st->guard_detector) throw UsageError("the guard needs a --detector for one of the served models");
+    auto c = add(ServeSpec::parse_model(spec.classifier), "classifier");
+    auto p = add(ServeSpec::parse_model(spec.purifier), "purifier");
+    if (c->num_classes <= 0)
       throw UsageError("--classifier " + spec.classifier + " is not a classifier (its model has no logits)");
-    purify_ = purify_options_from_card(guard_purifier_->card);
+    st->guard_classifier = c;
+    st->guard_purifier = p;
+    st->purify = purify_options_from_card(p->card);
   }
+  st->models.assign(loaded.begin(), loaded.end());
+  return st;
+}
+
+std::shared_ptr<const Service::State> Service::state() const {
+  std::lock_guard<std::mutex> lk(state_mu_);
+  return state_;
+}
+
+Service::Service(const ServeSpec& spec, ServeOptions o) : o_(std::move(o)), spec_(spec) {
+  check_serve_options(o_);
+  if (spec.models.empty()) throw UsageError("serve needs at least one --model");
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int total = o_.threads() > 0 ? o_.threads() : std::max(1, cores - 1);
+  BatcherOptions bo = o_.batcher();
+  bo.threads_per_worker(std::max(1, total / bo.workers()));
+  o_.batcher(bo);
+  state_ = load_state(0);
 
   // Metrics: families are declared once, here; http.cpp records the request ones.
   metrics_.counter("ebm_requests_total", "HTTP requests by endpoint and status code.", {"endpoint", "status"});
@@ -188,6 +214,7 @@ Service::Service(const ServeSpec& spec, ServeOptions o) : o_(std::move(o)) {
                      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
   metrics_.counter("ebm_images_total", "Images scored by a model with a detector, by model.", {"model"});
   metrics_.counter("ebm_images_flagged_total", "Images flagged out-of-distribution, by model.", {"model"});
+  metrics_.counter("ebm_reloads_total", "Model reloads (SIGHUP or Service::reload), by result: ok or failed.", {"result"});
   metrics_.gauge_fn("ebm_ood_flag_rate", "Share of scored images flagged out-of-distribution since start.", [this] {
     const double n = double(scored_.load());
     return n > 0 ? double(flagged_.load()) / n : 0.0;
@@ -212,35 +239,77 @@ void Service::shutdown() {
   if (batcher_) batcher_->shutdown();
 }
 
-void Service::warm_up() {
+void Service::warm(const State& st) {
   // Every worker runs every model once (the first call allocates and picks
-  // kernels), so the first user request is not the slow one.
-  for (const auto& m : models_) {
+  // kernels), so the first user request is not the slow one. A full queue
+  // (a reload under load) is waited out, not failed.
+  for (const auto& m : st.models) {
     const auto x = torch::full({1, m->shape.c, m->shape.h, m->shape.w}, 0.5f);
     std::vector<std::future<std::vector<torch::Tensor>>> futs;
-    for (int w = 0; w < batcher_->options().workers(); ++w)
-      futs.push_back(batcher_->submit("warmup:" + m->name + ":" + std::to_string(w), x, [this, &m](const torch::Tensor& xb) {
-        return score_rows(*m, xb);
-      }));
+    for (int w = 0; w < batcher_->options().workers(); ++w) {
+      const std::string key = m->key("warmup") + ":" + std::to_string(w);
+      for (int attempt = 0;; ++attempt) {
+        try {
+          futs.push_back(batcher_->submit(key, x, [m](const torch::Tensor& xb) { return score_rows(*m, xb); }));
+          break;
+        } catch (const QueueFull&) {
+          if (stopping_ || attempt > 1000) throw;
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }
+    }
     for (auto& f : futs) f.get();
   }
+}
+
+void Service::warm_up() {
+  warm(*state());
   ready_ = true;
 }
 
-const Service::Model& Service::model(const std::string& name) const {
-  for (const auto& m : models_)
-    if (m->name == name) return *m;
+json Service::reload() {
+  std::lock_guard<std::mutex> serial(reload_mu_);
+  const auto t0 = Clock::now();
+  const auto old = state();
+  std::shared_ptr<const State> fresh;
+  try {
+    fresh = load_state(old->generation + 1);
+    warm(*fresh);
+  } catch (...) {
+    metrics_.inc("ebm_reloads_total", {"failed"});
+    throw;
+  }
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    state_ = fresh;
+  }
+  metrics_.inc("ebm_reloads_total", {"ok"});
+  json list = json::array();
+  for (const auto& m : fresh->models) {
+    std::string before;
+    for (const auto& o : old->models)
+      if (o->name == m->name) before = o->hash;
+    list.push_back({{"name", m->name}, {"old_sha256", before}, {"sha256", m->hash}, {"changed", before != m->hash}});
+  }
+  return {{"generation", fresh->generation},
+          {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+          {"models", list}};
+}
+
+Service::ModelPtr Service::model(const State& st, const std::string& name) {
+  for (const auto& m : st.models)
+    if (m->name == name) return m;
   std::string names;
-  for (const auto& m : models_) names += (names.empty() ? "" : ", ") + m->name;
+  for (const auto& m : st.models) names += (names.empty() ? "" : ", ") + m->name;
   throw HttpError(404, "unknown model '" + name + "' (served: " + names + ")");
 }
 
-const Service::Model& Service::model_for(const json& req) const {
-  return req.contains("model") ? model(string_field(req, "model", "")) : *models_.front();
+Service::ModelPtr Service::model_for(const State& st, const json& req) {
+  return req.contains("model") ? model(st, string_field(req, "model", "")) : st.models.front();
 }
 
 std::string Service::model_hash_of(const std::string& name) const {
-  for (const auto& m : models_)
+  for (const auto& m : state()->models)
     if (m->name == name) return m->hash;
   return "";
 }
@@ -291,9 +360,10 @@ void Service::count_flags(const std::string& model, int64_t n, int64_t flagged) 
 }
 
 json Service::score(const json& req) {
-  const Model& m = model_for(req);
+  const auto mp = model_for(*state(), req);
+  const Model& m = *mp;
   const auto x = parse_images(req, m.shape, o_.max_images_per_request());
-  const auto outs = run("score:" + m.name, x, [this, &m](const torch::Tensor& xb) { return score_rows(m, xb); });
+  const auto outs = run(m.key("score"), x, [mp](const torch::Tensor& xb) { return score_rows(*mp, xb); });
   const auto energy = outs[0].contiguous();
   json results = json::array();
   int64_t flagged = 0;
@@ -320,24 +390,26 @@ json Service::score(const json& req) {
 }
 
 json Service::guard(const json& req) {
-  if (!guard_detector_)
+  const auto st = state();
+  if (!st->guard_detector)
     throw HttpError(404, "the guard is not configured: start the server with --detector, --classifier and --purifier");
-  const Model& d = *guard_detector_;
-  const Model& c = *guard_classifier_;
-  const Model& p = *guard_purifier_;
+  const Model& d = *st->guard_detector;
+  const Model& c = *st->guard_classifier;
+  const Model& p = *st->guard_purifier;
   const bool allow = bool_field(req, "allow_ood", false);
   const auto x = parse_images(req, d.shape, o_.max_images_per_request());
   // One batch runs detection, purification and classification; purification
   // noise comes from a per-worker generator (seed + worker), so a guard answer
   // is reproducible only when the request is alone in its batch.
-  const auto outs = run("guard", x, [this, &d, &c, &p](const torch::Tensor& xb) {
+  const auto outs = run("guard#" + std::to_string(st->generation), x, [this, st](const torch::Tensor& xb) {
     thread_local std::unique_ptr<at::Generator> gen;
     if (!gen)
       gen = std::make_unique<at::Generator>(
           at::make_generator<at::CPUGeneratorImpl>(o_.seed() + uint64_t(std::max(0, Batcher::current_worker()))));
-    auto rows = score_rows(d, xb);
+    auto rows = score_rows(*st->guard_detector, xb);
     rows.resize(2);
-    rows.push_back(purified_logits(c.energy(), p.energy(), xb, purify_, *gen).to(torch::kFloat32));
+    rows.push_back(purified_logits(st->guard_classifier->energy(), st->guard_purifier->energy(), xb, st->purify, *gen)
+                       .to(torch::kFloat32));
     return rows;
   });
   const auto probs = torch::softmax(outs[2], 1).contiguous();
@@ -372,7 +444,7 @@ json Service::guard(const json& req) {
   json out{{"model", c.name},
            {"model_sha256", c.hash},
            {"models_sha256", {{"detector", d.hash}, {"classifier", c.hash}, {"purifier", p.hash}}},
-           {"purify", purify_options_json(purify_)},
+           {"purify", purify_options_json(st->purify)},
            {"results", results}};
   if (!refused.empty()) {
     out["refused"] = refused;
@@ -384,7 +456,8 @@ json Service::guard(const json& req) {
 }
 
 json Service::denoise(const json& req) {
-  const Model& m = model_for(req);
+  const auto mp = model_for(*state(), req);
+  const Model& m = *mp;
   const auto x = parse_images(req, m.shape, o_.max_images_per_request());
   const std::string format = check_image_format(string_field(req, "format", "array"));
   DenoiseOptions o;
@@ -405,10 +478,10 @@ json Service::denoise(const json& req) {
   // request, so it runs alone and equals `ebm denoise --seed` exactly.
   json key{{"solver", solver}, {"sigma", o.sigma()}, {"schedule", o.schedule()}, {"steps", o.steps()},
            {"step_size", o.step_size()}, {"data_weight", o.data_weight()}, {"noise", o.noise()}};
-  std::string k = "denoise:" + m.name + ":" + key.dump();
+  std::string k = m.key("denoise") + ":" + key.dump();
   if (solver == "gd" && o.noise() > 0) k += ":" + std::to_string(++request_counter_);
-  const auto outs = run(k, x, [&m, o](const torch::Tensor& xb) {
-    return std::vector<torch::Tensor>{ebm::denoise_solve(m.energy(), xb, o)};
+  const auto outs = run(k, x, [mp, o](const torch::Tensor& xb) {
+    return std::vector<torch::Tensor>{ebm::denoise_solve(mp->energy(), xb, o)};
   });
   json images = json::array();
   for (int64_t i = 0; i < x.size(0); ++i) images.push_back(image_to_json(outs[0][i], format));
@@ -417,7 +490,8 @@ json Service::denoise(const json& req) {
 }
 
 json Service::inpaint(const json& req) {
-  const Model& m = model_for(req);
+  const auto mp = model_for(*state(), req);
+  const Model& m = *mp;
   const auto x = parse_images(req, m.shape, o_.max_images_per_request());
   const std::string format = check_image_format(string_field(req, "format", "array"));
   InpaintOptions o;
@@ -451,10 +525,10 @@ json Service::inpaint(const json& req) {
   // Image and mask travel as one tensor [N, C+1, H, W]; each request is its
   // own batch because the chains are seeded per request.
   const auto xk = torch::cat({x, known.expand({x.size(0), 1, m.shape.h, m.shape.w}).to(torch::kFloat32)}, 1);
-  const auto outs = run("inpaint:" + m.name + ":" + std::to_string(++request_counter_), xk,
-                        [&m, o, C](const torch::Tensor& b) {
+  const auto outs = run(m.key("inpaint") + ":" + std::to_string(++request_counter_), xk,
+                        [mp, o, C](const torch::Tensor& b) {
                           return std::vector<torch::Tensor>{
-                              ebm::inpaint(m.energy(), b.narrow(1, 0, C).contiguous(), b.narrow(1, C, 1).contiguous(), o)};
+                              ebm::inpaint(mp->energy(), b.narrow(1, 0, C).contiguous(), b.narrow(1, C, 1).contiguous(), o)};
                         });
   json images = json::array();
   for (int64_t i = 0; i < x.size(0); ++i) images.push_back(image_to_json(outs[0][i], format));
@@ -466,8 +540,9 @@ json Service::inpaint(const json& req) {
 }
 
 json Service::models() const {
+  const auto st = state();
   json list = json::array();
-  for (const auto& m : models_) {
+  for (const auto& m : st->models) {
     json j{{"name", m->name}, {"path", m->path}, {"sha256", m->hash}, {"roles", m->roles},
            {"input_shape", {m->shape.c, m->shape.h, m->shape.w}}, {"num_classes", m->num_classes}, {"card", m->card}};
     if (m->detector) {
@@ -478,12 +553,12 @@ json Service::models() const {
     }
     list.push_back(std::move(j));
   }
-  json out{{"models", list}, {"default_model", models_.front()->name}};
-  if (guard_detector_)
-    out["guard"] = {{"detector", guard_detector_->name},
-                    {"classifier", guard_classifier_->name},
-                    {"purifier", guard_purifier_->name},
-                    {"purify", purify_options_json(purify_)}};
+  json out{{"models", list}, {"default_model", st->models.front()->name}, {"generation", st->generation}};
+  if (st->guard_detector)
+    out["guard"] = {{"detector", st->guard_detector->name},
+                    {"classifier", st->guard_classifier->name},
+                    {"purifier", st->guard_purifier->name},
+                    {"purify", purify_options_json(st->purify)}};
   return out;
 }
 
@@ -494,7 +569,8 @@ json Service::server_metadata() const {
 }
 
 json Service::model_metadata(const std::string& name) const {
-  const Model& m = model(name);
+  const auto mp = model(*state(), name);
+  const Model& m = *mp;
   json outputs = json::array();
   for (const auto& o : m.outputs()) {
     if (o == "logits") outputs.push_back({{"name", o}, {"datatype", "FP32"}, {"shape", {-1, m.num_classes}}});
@@ -509,15 +585,16 @@ json Service::model_metadata(const std::string& name) const {
 }
 
 bool Service::model_ready(const std::string& name) const {
-  model(name);  // 404 when unknown
+  model(*state(), name);  // 404 when unknown
   return ready();
 }
 
 json Service::infer(const std::string& name, const json& req) {
-  const Model& m = model(name);
+  const auto mp = model(*state(), name);
+  const Model& m = *mp;
   const auto x = parse_oip_input(req, m.shape, o_.max_images_per_request());
   const auto wanted = oip_requested_outputs(req, m.outputs());
-  const auto outs = run("score:" + m.name, x, [this, &m](const torch::Tensor& xb) { return score_rows(m, xb); });
+  const auto outs = run(m.key("score"), x, [mp](const torch::Tensor& xb) { return score_rows(*mp, xb); });
   json outputs = json::array();
   size_t next = 1;
   torch::Tensor score, flags;

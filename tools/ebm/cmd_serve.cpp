@@ -16,9 +16,12 @@ namespace ebm::cli {
 
 namespace {
 std::atomic<int> g_stop_signal{0};
+std::atomic<int> g_reloads_asked{0};
+std::atomic<bool> g_server_done{false};
 sem_t g_stop_sem;
 extern "C" void on_stop_signal(int sig) {
-  g_stop_signal.store(sig);
+  if (sig == SIGHUP) g_reloads_asked.fetch_add(1);
+  else g_stop_signal.store(sig);
   sem_post(&g_stop_sem);
 }
 }  // namespace
@@ -57,7 +60,18 @@ void add_serve(CLI::App& app, Action& run) {
   sub->add_option("--queue-capacity", b.queue_capacity(), "Requests waiting or running at most; beyond it 503 + Retry-After")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  sub->add_option("--http-threads", o.http_threads(), "Connection threads (caps concurrent keep-alive clients)")
+  sub->add_option("--http-threads", o.http_threads(), "Threads that run requests (idle connections hold none)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-connections", o.max_connections(),
+                  "Open connections at most; a new one evicts the longest-idle, or gets 503 when none is idle")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--keep-alive-ms", o.keep_alive_timeout_ms(), "Idle keep-alive connections are closed after this")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--request-timeout-ms", o.request_timeout_ms(),
+                  "A request's head and body must arrive within this of its first byte, else 408")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-body-bytes", o.max_body_bytes(), "Larger request bodies get 413")->capture_default_str();
@@ -83,7 +97,9 @@ void add_serve(CLI::App& app, Action& run) {
       "  GET  /metrics                   Prometheus text format\n"
       "Images are base64 8-bit PNGs or nested arrays of numbers in [0,1].\n"
       "Readiness turns 200 after every model is loaded and warmed up. SIGTERM (or Ctrl-C) stops\n"
-      "accepting, finishes the requests in flight and exits 0.\n\n"
+      "accepting, finishes the requests in flight and exits 0. SIGHUP reloads every model and\n"
+      "detector from disk without dropping a request (a failed reload keeps the old models);\n"
+      "every answer names the model that produced it (X-Model-SHA256, \"model_sha256\").\n\n"
       "Example:\n"
       "  ebm serve --model models/fmnist-ood --detector models/fmnist-ood.detector.json --port 8080\n"
       "  curl -s localhost:8080/v1/score -d '{\"images\":[\"'$(base64 -w0 shirt.png)'\"]}'\n");
@@ -115,6 +131,7 @@ void add_serve(CLI::App& app, Action& run) {
       sa.sa_flags = SA_RESTART;
       sigaction(SIGTERM, &sa, nullptr);
       sigaction(SIGINT, &sa, nullptr);
+      sigaction(SIGHUP, &sa, nullptr);
 
       serve::Service service(spec, f->o);
       serve::HttpServer http(service);
@@ -128,17 +145,35 @@ void add_serve(CLI::App& app, Action& run) {
           std::fprintf(stderr, "ebm serve: warm-up failed: %s\n", e.what());
         }
       });
+      // The watcher reloads on SIGHUP (the library does it: Service::reload)
+      // and stops on SIGTERM/SIGINT.
       std::thread watcher([&service, &http, quiet = f->c.quiet] {
-        while (sem_wait(&g_stop_sem) != 0 && errno == EINTR) {
+        int sig = 0;
+        for (;;) {
+          while (sem_wait(&g_stop_sem) != 0 && errno == EINTR) {
+          }
+          if (g_server_done.load()) return;  // woken by the main thread: the server stopped on its own
+          sig = g_stop_signal.load();
+          if (sig != 0) break;
+          if (g_reloads_asked.exchange(0) == 0) continue;  // a SIGHUP already served by an earlier wake-up
+          try {
+            const auto r = service.reload();
+            std::string hashes;
+            for (const auto& m : r["models"])
+              hashes += " " + m["name"].get<std::string>() + "=" + m["sha256"].get<std::string>().substr(0, 12) +
+                        (m["changed"].get<bool>() ? " (new)" : "");
+            std::fprintf(stderr, "ebm serve: SIGHUP, reloaded in %.2f s:%s\n", r["seconds"].get<double>(), hashes.c_str());
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "ebm serve: SIGHUP, reload failed, still serving the old models: %s\n", e.what());
+          }
         }
-        const int sig = g_stop_signal.load();
-        if (sig == 0) return;  // woken by the main thread: the server stopped on its own
         if (!quiet) std::fprintf(stderr, "ebm serve: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         service.shutdown();  // readiness off; the batcher runs what it accepted
         http.stop();
       });
       http.listen();  // returns once stopped and every connection is done
       service.shutdown();
+      g_server_done.store(true);
       sem_post(&g_stop_sem);  // wake the watcher if no signal did
       watcher.join();
       warm.join();

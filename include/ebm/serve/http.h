@@ -16,6 +16,14 @@
 // with 400 (bad request), 404 (unknown model or route), 405 (wrong method),
 // 413 (body or image count over the limit), 422 (guard refusal), 503 (queue
 // full or stopping; with Retry-After), 504 (timeout), 500 (a model failure).
+//
+// Connections: cpp-httplib parses and answers, but a connection holds one of
+// its --http-threads only while a request that has fully arrived is answered.
+// Between requests, and while a request's bytes arrive, connections wait in
+// one epoll set, so thousands of idle or slow clients stall no one. Idle
+// connections close after keep_alive_timeout_ms; a request not complete within
+// request_timeout_ms of its first byte gets 408; beyond max_connections the
+// longest-idle connection is closed to make room (503 when none is idle).
 #pragma once
 
 #include <memory>

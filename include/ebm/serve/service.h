@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,9 +39,19 @@ struct ServeOptions {
   TORCH_ARG(int, threads) = 0;
   /// Dynamic batching and the bounded queue (batcher.h); threads_per_worker is set from `threads`.
   TORCH_ARG(BatcherOptions, batcher) = {};
-  /// Connection threads of the HTTP front end: a keep-alive connection holds
-  /// one while it is open, so this caps concurrent clients.
+  /// Threads of the HTTP front end that run requests. A connection holds one
+  /// only while a request that has fully arrived is answered (http.h).
   TORCH_ARG(int, http_threads) = 64;
+  /// Open connections at most (idle keep-alive ones included). At the cap a
+  /// new connection evicts the longest-idle one; when none is idle it gets
+  /// 503 and is closed. Also kept below the process's open-file limit.
+  TORCH_ARG(int64_t, max_connections) = 10000;
+  /// An idle keep-alive connection is closed after this long. Idle
+  /// connections hold no HTTP thread (they wait in one epoll set).
+  TORCH_ARG(double, keep_alive_timeout_ms) = 5000;
+  /// A request's head and body must arrive within this from its first byte;
+  /// otherwise 408 and the connection is closed.
+  TORCH_ARG(double, request_timeout_ms) = 10000;
   /// Larger request bodies get 413 before they are parsed.
   TORCH_ARG(int64_t, max_body_bytes) = 8 << 20;
   /// More images in one request get 413.
@@ -86,6 +97,15 @@ class Service {
 
   /// One forward pass per model and per worker, then ready() is true.
   void warm_up();
+  /// Reload every model, detector and guard setting from disk (the paths of
+  /// the ServeSpec), warm the new copies up, then switch to them at once.
+  /// Requests already running finish on the models they started with, and
+  /// every answer's "model_sha256" names the model that produced it. On any
+  /// error (a missing or broken file, a detector that does not match its new
+  /// model) the old models stay and the error is rethrown. Safe from any
+  /// thread; concurrent reloads run one after the other. Returns
+  /// {"generation","seconds","models":[{"name","old_sha256","sha256","changed"}]}.
+  json reload();
   bool ready() const { return ready_ && !stopping_; }
   /// Not ready any more; the batcher drains what it accepted.
   void shutdown();
@@ -124,18 +144,30 @@ class Service {
 
  private:
   struct Model;
-  const Model& model(const std::string& name) const;          // 404 when unknown
-  const Model& model_for(const json& req) const;              // req["model"] or the default
+  using ModelPtr = std::shared_ptr<const Model>;
+  /// Every served model as loaded at one time (start or a reload). A request
+  /// takes the current state once and keeps it (and its models) alive until
+  /// its answer is written, so a reload never changes a request halfway.
+  struct State {
+    std::vector<ModelPtr> models;
+    ModelPtr guard_detector, guard_classifier, guard_purifier;
+    PurifyOptions purify;
+    uint64_t generation = 0;
+  };
+  std::shared_ptr<const State> load_state(uint64_t generation) const;
+  void warm(const State& st);
+  std::shared_ptr<const State> state() const;
+  static ModelPtr model(const State& st, const std::string& name);  // 404 when unknown
+  static ModelPtr model_for(const State& st, const json& req);     // req["model"] or the default
   std::vector<torch::Tensor> run(const std::string& key, const torch::Tensor& x, BatchFn fn);
-  std::vector<torch::Tensor> score_rows(const Model& m, const torch::Tensor& x);
+  static std::vector<torch::Tensor> score_rows(const Model& m, const torch::Tensor& x);
   void count_flags(const std::string& model, int64_t n, int64_t flagged);
 
   ServeOptions o_;
-  std::vector<std::unique_ptr<Model>> models_;
-  const Model* guard_detector_ = nullptr;
-  const Model* guard_classifier_ = nullptr;
-  const Model* guard_purifier_ = nullptr;
-  PurifyOptions purify_;
+  ServeSpec spec_;
+  mutable std::mutex state_mu_;
+  std::shared_ptr<const State> state_;
+  std::mutex reload_mu_;
   MetricsRegistry metrics_;
   std::unique_ptr<Batcher> batcher_;
   std::atomic<bool> ready_{false}, stopping_{false};
