@@ -4,7 +4,7 @@ JOBS    ?= 2
 EBM_DATA ?= $(CURDIR)/data
 export EBM_DATA
 
-.PHONY: all setup build test demo bench zoo package clean
+.PHONY: all setup build test demo bench soak zoo package clean
 
 all: build
 
@@ -30,6 +30,12 @@ demo: setup build
 ##        (hours; never part of ctest)
 bench: setup build
 	scripts/bench
+
+## soak: `ebm serve` under 100,000 valid and malformed requests from 32 connections
+##       (wrk); checks every answer, 5xx, memory drift -> results/serve/soak.{json,md}
+##       (about 2 min; never part of ctest)
+soak: build
+	bench/serve/soak.sh
 
 ## zoo: retrain every shipped model in models/ (hours on 2 cores)
 zoo: setup build
