@@ -2,6 +2,7 @@
 #include "ebm/core/expr.h"
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -10,6 +11,9 @@
 namespace ebm {
 
 namespace {
+
+// How deeply '(', '!' and weights may nest: deeper input is a UsageError, not a stack overflow.
+constexpr int kMaxExprDepth = 100;
 
 bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'; }
 
@@ -29,10 +33,22 @@ class Parser {
  private:
   const std::string& t_;
   size_t i_ = 0;
+  int depth_ = 0;  // open '(', '!' and weights around the current operand
+
+  // Recursion depth is bounded, so no input can overflow the stack.
+  struct Nest {
+    Parser& p;
+    explicit Nest(Parser& parser) : p(parser) {
+      if (++p.depth_ > kMaxExprDepth)
+        p.fail("expression nests deeper than " + std::to_string(kMaxExprDepth) + " levels of '(', '!' or weights");
+    }
+    ~Nest() { --p.depth_; }
+  };
 
   int col() const { return int(i_) + 1; }
   [[noreturn]] void fail(const std::string& what) const {
-    throw UsageError(what + " at column " + std::to_string(col()) + " in \"" + t_ + "\"");
+    const std::string text = t_.size() > 200 ? t_.substr(0, 200) + "..." : t_;  // the message stays readable
+    throw UsageError(what + " at column " + std::to_string(col()) + " in \"" + text + "\"");
   }
   void skip() {
     while (i_ < t_.size() && std::isspace(static_cast<unsigned char>(t_[i_]))) ++i_;
@@ -63,6 +79,7 @@ class Parser {
   }
 
   Expr parse_unary() {
+    Nest nest(*this);
     skip();
     const int c = col();
     if (i_ == t_.size()) fail("expected attribute value");
@@ -86,6 +103,7 @@ class Parser {
       size_t j = i_ + size_t(end - begin);
       while (j < t_.size() && std::isspace(static_cast<unsigned char>(t_[j]))) ++j;
       if (end != begin && j < t_.size() && t_[j] == '*') {
+        if (!std::isfinite(w)) fail("weight " + t_.substr(i_, size_t(end - begin)) + " is not a finite number");
         i_ = j + 1;
         Expr e;
         e.kind = Expr::Kind::Weight;

@@ -57,8 +57,13 @@ Schedule Schedule::parse(const std::string& spec) {
 LangevinResult langevin(Energy& energy, const torch::Tensor& x0, const LangevinOptions& o,
                         const LangevinTerms& terms, at::Generator* gen, const LangevinHook& hook) {
   if (o.steps() < 0) throw UsageError("Langevin steps must be >= 0, got " + std::to_string(o.steps()));
-  if (!(o.step_size() >= 0)) throw UsageError("Langevin step size must be >= 0, got " + std::to_string(o.step_size()));
-  if (!(o.noise() >= 0)) throw UsageError("Langevin noise must be >= 0, got " + std::to_string(o.noise()));
+  if (!(o.step_size() >= 0 && std::isfinite(o.step_size())))
+    throw UsageError("Langevin step size must be finite and >= 0, got " + std::to_string(o.step_size()));
+  if (!(o.noise() >= 0 && std::isfinite(o.noise())))
+    throw UsageError("Langevin noise must be finite and >= 0, got " + std::to_string(o.noise()));
+  if (!(o.grad_clip() >= 0)) throw UsageError("Langevin grad clip must be >= 0, got " + std::to_string(o.grad_clip()));
+  if (!std::isfinite(terms.fidelity_weight))
+    throw UsageError("data fidelity weight must be finite, got " + std::to_string(terms.fidelity_weight));
   if (o.clamp() && !(o.clamp_min() < o.clamp_max()))
     throw UsageError("Langevin clamp range is empty: [" + std::to_string(o.clamp_min()) + ", " +
                      std::to_string(o.clamp_max()) + "]");

@@ -26,6 +26,24 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad)
 }
 
 
+// A LibTorch error as one short line. TorchScript interpreter errors end with
+// their cause ("RuntimeError: ...") after a traceback; other errors start with it.
+// (Errors raised inside TorchScript code are torch::jit::JITException, which is
+// a std::runtime_error, not a c10::Error.)
+std::string torch_message(const std::exception& e, size_t max_len = 300) {
+  const auto* c10e = dynamic_cast<const c10::Error*>(&e);
+  const std::string m = c10e ? c10e->what_without_backtrace() : e.what();
+  std::vector<std::string> lines;
+  std::istringstream in(m);
+  for (std::string l; std::getline(in, l);) {
+    const auto b = l.find_first_not_of(" \t\r"), end = l.find_last_not_of(" \t\r");
+    if (b != std::string::npos) lines.push_back(l.substr(b, end - b + 1));
+  }
+  if (lines.empty()) return "unknown LibTorch error";
+  std::string s = m.find("Traceback of TorchScript") != std::string::npos ? lines.back() : lines.front();
+  return s.size() > max_len ? s.substr(0, max_len) + "..." : s;
+}
+
 void check_input(const torch::Tensor& x, int64_t channels, const char* who) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == channels && x.size(2) == 28 && x.size(3) == 28, who,
               " expects x [B,", channels, ",28,28], got ", x.sizes());
@@ -140,9 +158,9 @@ ScriptModel::ScriptModel(const std::string& path, std::vector<int64_t> probe_sha
     : impl_(std::make_unique<Impl>()), path_(path) {
   try {
     impl_->m = torch::jit::load(path);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     throw DataError("'" + path + "': not a native model folder nor a loadable TorchScript file (" +
-                    std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+                    torch_message(e, 200) + ")");
   }
   impl_->m.eval();
   probe_shape.insert(probe_shape.begin(), 2);
@@ -150,10 +168,9 @@ ScriptModel::ScriptModel(const std::string& path, std::vector<int64_t> probe_sha
   try {
     torch::NoGradGuard ng;
     out = impl_->m.forward({torch::full(probe_shape, 0.5f)}).toTensor();
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     throw DataError("'" + path + "': TorchScript forward failed on a probe of shape " +
-                    c10::str(c10::IntArrayRef(probe_shape)) + ": " +
-                    std::string(e.what_without_backtrace()).substr(0, 300));
+                    c10::str(c10::IntArrayRef(probe_shape)) + ": " + torch_message(e));
   }
   if (out.dim() == 2 && out.size(0) == 2) num_classes_ = out.size(1);
   else if (!(out.dim() == 1 && out.size(0) == 2))
@@ -189,13 +206,18 @@ json load_card(const std::string& path) {
   if (is_dir(path)) {
     const std::string cp = path + "/card.json";
     if (!is_file(cp)) throw DataError("'" + path + "' is a folder without card.json: not an ebmkit model");
+    json card;
     try {
-      return json::parse(read_file(cp));
-    } catch (const json::parse_error& e) {
+      card = json::parse(read_file(cp));
+    } catch (const json::exception& e) {
       throw DataError("'" + cp + "': invalid JSON: " + e.what());
     }
+    if (!card.is_object()) throw DataError("'" + cp + "' is not a JSON object");
+    return card;
   }
-  if (!is_file(path)) throw DataError("model '" + path + "' does not exist");
+  if (!is_file(path))
+    throw DataError("model '" + path + "' " +
+                    (path_exists(path) ? "is neither a model folder nor a regular file" : "does not exist"));
   return json{{"format", "torchscript"}, {"path", path}};
 }
 
@@ -214,9 +236,16 @@ Registry& registry() {
     reg->formats["native"] = {[](const std::string& path, const json& card) -> EnergyPtr {
                                 if (!card.contains("arch"))
                                   throw DataError("'" + path + "/card.json' has no \"arch\"");
-                                auto m = std::make_shared<NativeModel>(card["arch"]);
+                                // A card is a user's file: a bad "arch" or "temperature" is a DataError naming it.
+                                std::shared_ptr<NativeModel> m;
+                                try {
+                                  if (!card["arch"].is_object()) throw DataError("\"arch\" is not an object");
+                                  m = std::make_shared<NativeModel>(card["arch"]);
+                                  m->temperature = card.value("temperature", 1.0);
+                                } catch (const std::exception& e) {
+                                  throw DataError("'" + path + "/card.json': " + torch_message(e));
+                                }
                                 load_weights(path, *m);
-                                m->temperature = card.value("temperature", 1.0);
                                 return m;
                               },
                               [](const std::string& path) { return path + "/weights.pt"; }};
@@ -272,13 +301,27 @@ EnergyPtr load_model(const std::string& path) {
 void load_weights(const std::string& dir, NativeModel& model) {
   const std::string wp = dir + "/weights.pt";
   if (!is_file(wp)) throw DataError("model '" + dir + "' has no weights.pt");
+  // Module::load takes each stored tensor's shape as it is, so shapes are
+  // compared here: weights of another architecture must not load silently.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> want;
+  for (const auto& p : model.module()->named_parameters()) want.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : model.module()->named_buffers()) want.emplace_back(b.key(), b.value().sizes().vec());
   try {
     torch::serialize::InputArchive ar;
     ar.load_from(wp);
     model.module()->load(ar);
   } catch (const c10::Error& e) {
-    throw DataError("'" + wp + "': cannot load weights for " + model.describe() + ": " +
-                    std::string(e.what_without_backtrace()).substr(0, 300));
+    throw DataError("'" + wp + "': cannot load weights for " + model.describe() + ": " + torch_message(e));
+  }
+  auto params = model.module()->named_parameters();
+  auto buffers = model.module()->named_buffers();
+  for (const auto& [name, shape] : want) {
+    const torch::Tensor* t = params.find(name);
+    if (!t) t = buffers.find(name);
+    if (t && t->sizes().vec() != shape)
+      throw DataError("'" + wp + "': cannot load weights for " + model.describe() + ": '" + name + "' is " +
+                      c10::str(t->sizes()) + " in the file, " + c10::str(c10::IntArrayRef(shape)) +
+                      " for the card's \"arch\"");
   }
 }
 

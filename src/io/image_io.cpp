@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <regex>
 #include <sstream>
@@ -30,7 +31,15 @@ bool is_gzip(const std::string& b) {
          static_cast<unsigned char>(b[1]) == 0x8b;
 }
 
-std::string gunzip(const std::string& in, const std::string& path) {
+// A gzip stream never inflates to more than this (fashion-mnist's largest file is 47 MB).
+constexpr uint64_t kMaxInflated = uint64_t(1) << 30;
+
+// Inflate `in`; `limit(out)` gives the most bytes the stream may inflate to,
+// given what it has inflated so far (the IDX header's size, once known). A
+// stream that inflates to more (a gzip bomb) is an error, found after at most
+// one 64 KiB chunk too many.
+std::string gunzip(const std::string& in, const std::string& path,
+                   const std::function<uint64_t(const std::string&)>& limit) {
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) fail(path, "zlib init failed");
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
@@ -38,12 +47,21 @@ std::string gunzip(const std::string& in, const std::string& path) {
   std::string out;
   char buf[1 << 16];
   int rc = Z_OK;
-  while (rc == Z_OK) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof(buf);
-    rc = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf, sizeof(buf) - zs.avail_out);
-    if (rc == Z_BUF_ERROR && zs.avail_in == 0) break;  // input ended early
+  try {
+    while (rc == Z_OK) {
+      zs.next_out = reinterpret_cast<Bytef*>(buf);
+      zs.avail_out = sizeof(buf);
+      rc = inflate(&zs, Z_NO_FLUSH);
+      out.append(buf, sizeof(buf) - zs.avail_out);
+      const uint64_t most = limit(out);
+      if (out.size() > most)
+        fail(path, "gzip stream inflates to more than the " + std::to_string(most) + " bytes " +
+                       (most == kMaxInflated ? std::string("ebmkit inflates") : "its IDX header declares"));
+      if (rc == Z_BUF_ERROR && zs.avail_in == 0) break;  // input ended early
+    }
+  } catch (...) {
+    inflateEnd(&zs);
+    throw;
   }
   inflateEnd(&zs);
   if (rc != Z_STREAM_END) fail(path, "truncated or corrupt gzip stream");
@@ -101,8 +119,27 @@ uint32_t be32(const unsigned char* p) {
 }
 
 // ---------------------------------------------------------------- IDX
+// The bytes (header + data) that the IDX header at the start of `b` declares;
+// kMaxInflated while the header is incomplete or invalid (parse_idx reports it).
+uint64_t idx_declared_size(const std::string& b, const std::string& path) {
+  auto* u = reinterpret_cast<const unsigned char*>(b.data());
+  if (b.size() < 4 || u[0] != 0 || u[1] != 0 || u[3] < 1 || u[3] > 4) return kMaxInflated;
+  const size_t header = 4 + 4 * size_t(u[3]);
+  const uint64_t elem = u[2] == 0x08 ? 1 : u[2] == 0x0D ? 4 : 0;
+  if (b.size() < header || elem == 0) return kMaxInflated;
+  std::vector<int64_t> dims(u[3]);
+  for (int i = 0; i < u[3]; ++i) dims[i] = be32(u + 4 + 4 * i);
+  const uint64_t need = header + checked_numel(dims, path) * elem;
+  if (need > kMaxInflated)
+    fail(path, "IDX header declares " + std::to_string(need) + " bytes, over the " + std::to_string(kMaxInflated) +
+                   "-byte limit for gzip-compressed IDX files");
+  return need;
+}
+
 torch::Tensor parse_idx(const std::string& raw, const std::string& path) {
-  const std::string b = is_gzip(raw) ? gunzip(raw, path) : raw;
+  const std::string b =
+      is_gzip(raw) ? gunzip(raw, path, [&](const std::string& so_far) { return idx_declared_size(so_far, path); })
+                   : raw;
   if (b.size() < 4) fail(path, "truncated IDX header (" + std::to_string(b.size()) + " bytes)");
   auto* u = reinterpret_cast<const unsigned char*>(b.data());
   if (u[0] != 0 || u[1] != 0) fail(path, "wrong magic: not an IDX file (first bytes must be 0 0)");
@@ -184,12 +221,18 @@ torch::Tensor parse_npy(const std::string& b, const std::string& path) {
     fail(path, "Fortran-order NPY arrays are unsupported; save with C order");
   if (!std::regex_search(h, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) fail(path, "NPY header has no shape");
   std::vector<int64_t> dims;
-  std::string shp = m[1];
-  std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(shp.begin(), shp.end(), num); it != std::sregex_iterator(); ++it) {
-    const std::string s = it->str();
-    if (s.size() > 12) fail(path, "dimensions overflow");
-    dims.push_back(std::stoll(s));
+  const std::string shp = m[1];
+  // "(2, 28, 28)", "(10,)" or "()": integers separated by commas (a sign is
+  // read, so that checked_numel refuses a negative dimension).
+  std::stringstream items(shp);
+  std::string item;
+  const std::regex integer("\\s*(-?\\d+)\\s*"), blank("\\s*");
+  while (std::getline(items, item, ',')) {
+    std::smatch d;
+    if (std::regex_match(item, blank)) continue;  // the trailing comma of "(10,)"
+    if (!std::regex_match(item, d, integer)) fail(path, "NPY shape (" + shp + ") is not a tuple of integers");
+    if (d[1].length() > 12) fail(path, "dimensions overflow");
+    dims.push_back(std::stoll(d[1]));
   }
   uint64_t n = checked_numel(dims, path);
   size_t have = b.size() - hstart - hlen;
@@ -259,6 +302,10 @@ torch::Tensor decode_png(const std::string& bytes, const std::string& name) {
   if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size()))
     fail(name, std::string("not a readable PNG: ") + img.message);
   img.format = PNG_FORMAT_GRAY;
+  // Without a gAMA or sRGB chunk libpng takes 16-bit samples as linear light and
+  // gamma-encodes them (0x8080 would read as 186, not 128); they are the same
+  // code values as 8-bit ones, scaled by 257.
+  img.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   if (uint64_t(img.width) * img.height > (uint64_t(1) << 28)) {
     png_image_free(&img);
     fail(name, "PNG dimensions too large");
@@ -312,6 +359,7 @@ torch::Tensor read_images(const std::string& path, const ReadOptions& opts) {
                      " at flat index " + std::to_string(first) + " is outside [0,1]");
     }
   }
+  if (t.numel() == 0) fail(path, "holds no images (dims " + dims_str(t.sizes().vec()) + ")");
   switch (t.dim()) {
     case 2: return t.unsqueeze(0).unsqueeze(0);
     case 3: return t.unsqueeze(1);

@@ -102,10 +102,14 @@ Detector Detector::load(const std::string& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number such as 1e999
     throw DataError("detector '" + path + "': invalid JSON: " + e.what());
   }
-  return from_json(j, path);
+  try {
+    return from_json(j, path);
+  } catch (const json::exception& e) {  // a field of the wrong type that from_json does not check itself
+    throw DataError("detector '" + path + "': " + e.what());
+  }
 }
 
 void Detector::save(const std::string& path) const { write_file_atomic(path, to_json().dump(1) + "\n"); }

@@ -50,6 +50,18 @@ torch::Tensor inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor
   return r.x.index_select(0, best_of_k_rows(r.energy, k));  // each image's lowest-energy chain
 }
 
+namespace {
+// Whether `spec` names a tensor file (tensor_format throws for any other name).
+bool is_tensor_file_name(const std::string& spec) {
+  try {
+    tensor_format(spec);
+    return true;
+  } catch (const UsageError&) {
+    return false;
+  }
+}
+}  // namespace
+
 torch::Tensor make_mask(const std::string& spec, int64_t batch, int64_t h, int64_t w, uint64_t seed) {
   auto known = torch::ones({batch, 1, h, w});
   auto colon = spec.find(':');
@@ -77,7 +89,7 @@ torch::Tensor make_mask(const std::string& spec, int64_t batch, int64_t h, int64
     known = (torch::rand({batch, 1, h, w}, gen) >= p).to(torch::kFloat32);
   } else if (spec == "half") {
     known.narrow(2, h / 2, h - h / 2).zero_();
-  } else if (colon == std::string::npos && tensor_format(spec).size()) {
+  } else if (colon == std::string::npos && is_tensor_file_name(spec)) {
     auto m = read_images(spec);  // [N,1,H,W] in [0,1]; nonzero = missing
     if (m.size(2) != h || m.size(3) != w)
       throw DataError("'" + spec + "': mask is " + std::to_string(m.size(2)) + "x" + std::to_string(m.size(3)) +

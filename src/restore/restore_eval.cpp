@@ -110,6 +110,11 @@ std::string default_restore_model(const std::string& data) {
 
 std::string denoise_solver(const DenoiseOptions& o) {
   const std::string& s = o.solver();
+  // NaN would otherwise read as "no sigma" (auto picks gd) or poison every pixel.
+  if (!(o.sigma() >= 0 && std::isfinite(o.sigma())))
+    throw UsageError("sigma must be a finite number >= 0, got " + std::to_string(o.sigma()));
+  if (!(o.data_weight() >= 0 && std::isfinite(o.data_weight())))
+    throw UsageError("data weight must be a finite number >= 0, got " + std::to_string(o.data_weight()));
   if (s == "auto") return o.sigma() > 0 ? "tweedie" : "gd";
   if (s == "gd") return s;
   if (s == "tweedie" || s == "map") {

@@ -2,7 +2,11 @@
 
 #include <torch/version.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "ebm/core/common.h"
@@ -109,6 +113,18 @@ void write_json(const std::string& where, const json& j) {
     std::fflush(stdout);
   } else if (!where.empty()) {
     write_file_atomic(where, s);
+  }
+}
+
+void check_outputs(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
+    if (p.empty() || p == "-") continue;
+    if (is_dir(p)) throw DataError("cannot write '" + p + "': it is a folder");
+    const std::string tmp = p + ".tmp." + std::to_string(::getpid());
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw DataError("cannot write '" + p + "': " + std::strerror(errno));
+    std::fclose(f);
+    std::remove(tmp.c_str());
   }
 }
 

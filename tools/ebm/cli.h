@@ -32,6 +32,11 @@ void add_common(CLI::App* sub, Common& c, bool with_json = false);
 void apply_common(const Common& c);
 /// Write `j` to `where`: "-" prints to stdout, a path is written atomically.
 void write_json(const std::string& where, const json& j);
+/// Before a command with several outputs does any work: check that a file can
+/// be created at each path (as write_file_atomic would: a temp file beside it,
+/// removed again), so that a bad last output cannot fail after the first ones
+/// replaced what was there. "" and "-" (stdout) are skipped. Throws DataError.
+void check_outputs(const std::vector<std::string>& paths);
 /// Exit with a usage error unless `cond`.
 void require(bool cond, const std::string& message);
 /// The command line as one string, for model cards and reports.

@@ -182,6 +182,8 @@ void add_compose(CLI::App& app, Action& run) {
     require(!expr.empty() && !out.empty(), "compose needs --expr and --out (or: ebm compose eval --help)");
     run = [] {
       apply_common(c);
+      check_outputs({out, sidecar_path(out), save, c.json_out});
+      if (!save.empty()) tensor_format(save);
       const Composer composer(f);
       const Expr ex = parse_expr(expr);
       composer.resolve(ex);

@@ -63,6 +63,9 @@ void add_data(CLI::App& app, Action& run) {
   exp->callback([&run] {
     run = [] {
       apply_common(ec);
+      tensor_format(out);
+      if (!labels_out.empty()) tensor_format(labels_out);
+      check_outputs({out, labels_out});
       o.seed = ec.seed;
       const Dataset ds = export_images(o);
       if (!labels_out.empty() && !ds.labels.defined()) throw UsageError("dataset '" + o.data + "' has no labels");

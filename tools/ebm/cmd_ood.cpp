@@ -105,6 +105,7 @@ void add_eval(CLI::App* ood, Action& run) {
   sub->callback([&run] {
     run = [] {
       apply_common(c);
+      check_outputs({md, csv, scores_out, c.json_out});
       auto e = load_model(model);
       const std::string spec = score.empty() ? card_default_score(model) : score;
       o.scores(parse_scores(spec, *e)).temperature(card_temperature(model, temperature)).seed(c.seed).progress(!c.quiet);

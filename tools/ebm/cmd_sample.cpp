@@ -43,6 +43,8 @@ void add_sample(CLI::App& app, Action& run) {
   sub->callback([&run, sub] {
     run = [sub] {
       apply_common(c);
+      check_outputs({out, save, c.json_out});
+      if (!save.empty()) tensor_format(save);
       std::set<std::string> given = given_langevin_keys(sub);
       if (sub->count("--init") > 0) given.insert("init");
       o.seed(c.seed);

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "ebm: error: %s (see `ebm --help`)\n", e.what());
     return 2;
+  } catch (const UsageError& e) {  // a subcommand's callback checks its flags while parsing
+    std::fprintf(stderr, "ebm: error: %s\n", e.what());
+    return 2;
   }
   if (!blas_is_openblas() && !std::getenv("EBM_ALLOW_REFERENCE_BLAS")) {
     std::fprintf(stderr,
@@ -46,8 +49,10 @@ int main(int argc, char** argv) {
     msg = msg.substr(0, msg.find('\n'));
     std::fprintf(stderr, "ebm: error: %s\n", msg.c_str());
     return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ebm: error: %s\n", e.what());
+  } catch (const std::exception& e) {  // not ebmkit's own: its first line only, as for c10::Error
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    std::fprintf(stderr, "ebm: error: %s\n", msg.c_str());
     return 1;
   }
 }
