@@ -8,11 +8,12 @@
 
 namespace ebm {
 
-torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma) {
+torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma, bool clamp) {
   const auto g = energy_grad(e, z);
   if (!torch::isfinite(g).all().item<bool>())
     throw DivergenceError("Tweedie step at sigma " + std::to_string(sigma) + ": the energy gradient is not finite");
-  return (z - sigma * sigma * g).clamp(0, 1).detach();
+  const auto x = (z - sigma * sigma * g).detach();
+  return clamp ? x.clamp(0, 1) : x;
 }
 
 void check_tweedie_options(const TweedieOptions& o) {

@@ -41,8 +41,9 @@ struct TweedieOptions {
 
 /// One Tweedie step, the single place the formula lives:
 ///   x_hat = clamp(z - sigma^2 * grad E(z), 0, 1)      z, x_hat: [B,C,H,W]
+/// (clamp = false: the unclamped estimate, for analytic energies on R^n).
 /// Throws DivergenceError when the gradient is not finite, as langevin() does.
-torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma);
+torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma, bool clamp = true);
 
 /// Throws UsageError naming the bad value.
 void check_tweedie_options(const TweedieOptions& o);

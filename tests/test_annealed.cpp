@@ -1,0 +1,142 @@
+// Annealed Langevin (core/annealed.h) against analytic oracles on Gaussians.
+//
+// ULA on a Gaussian is a linear recursion, so the mean and variance of the
+// chains after every level and step follow exactly from
+//   m' = mu + (1 - a/v)(m - mu),   var' = (1 - a/v)^2 var + 2a,   v = s^2 + sigma^2,
+// and the final Tweedie step maps them through x -> mu + (1 - sigma^2/v)(x - mu).
+// MALA's acceptance at stationarity on N(mu, v I) in d dimensions is
+// E[min(1, exp(a/(4 v^2) * sum_i (x_i^2 - y_i^2)))] over x ~ N(0, v I),
+// y = (1 - a/v) x + sqrt(2a) xi (centred), derived by hand and integrated here by
+// Monte Carlo from those two Gaussians, not by running a chain.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "ebm/core/annealed.h"
+#include "ebm/core/common.h"
+
+namespace ebm {
+namespace {
+
+constexpr double kMu = 0.3, kS = 0.1;
+
+TEST(Annealed, UlaFollowsTheExactGaussianRecursion) {
+  GaussianNoiseConditional e(torch::full({1, 8, 8}, kMu), kS);
+  const int64_t n = 2000, d = 64;
+  auto gen = at::detail::createCPUGenerator(11);
+  const double m0 = 0.5, var0 = 1.0;
+  auto x0 = m0 + std::sqrt(var0) * torch::randn({n, 1, 8, 8}, gen);
+  for (bool tweedie : {false, true}) {
+    SCOPED_TRACE(tweedie ? "with the Tweedie step" : "without");
+    auto o = AnnealedOptions().sigma_max(1.0).sigma_min(0.02).levels(8).steps_per_level(60).epsilon(1e-4)
+                 .corrector("ula").tweedie_end(tweedie).seed(5);
+    const auto r = annealed_langevin(e, x0, o);
+    // The oracle: the recursion, level by level, step by step.
+    double m = m0, var = var0;
+    for (int64_t i = 0; i < o.levels(); ++i) {
+      const double sigma = annealed_sigma(o, i), v = kS * kS + sigma * sigma;
+      const double a = o.epsilon() * sigma * sigma / (o.sigma_min() * o.sigma_min());
+      for (int64_t k = 0; k < o.steps_per_level(); ++k) {
+        m = kMu + (1 - a / v) * (m - kMu);
+        var = (1 - a / v) * (1 - a / v) * var + 2 * a;
+      }
+    }
+    if (tweedie) {
+      const double v = kS * kS + o.sigma_min() * o.sigma_min(), f = 1 - o.sigma_min() * o.sigma_min() / v;
+      m = kMu + f * (m - kMu);
+      var = f * f * var;
+    }
+    const auto xs = r.x.to(torch::kFloat64);
+    const double got_m = xs.mean().item<double>(), got_var = xs.var().item<double>();
+    const double se_m = std::sqrt(var / double(n * d));
+    EXPECT_NEAR(got_m, m, 5 * se_m + 1e-6) << "mean";
+    EXPECT_NEAR(got_var / var, 1.0, 5 * std::sqrt(2.0 / double(n * d))) << "variance " << got_var << " vs " << var;
+    // And the chain did anneal to the data: variance near s^2 (+ sigma_min^2 without Tweedie), not var0.
+    EXPECT_NEAR(got_var, kS * kS + (tweedie ? 0.0 : o.sigma_min() * o.sigma_min()), 0.1 * kS * kS);
+    ASSERT_EQ(r.sigmas.size(), size_t(8));
+    EXPECT_DOUBLE_EQ(r.sigmas.front(), 1.0);
+    EXPECT_NEAR(r.sigmas.back(), 0.02, 1e-15);
+    EXPECT_EQ(r.acceptance_rate, 1.0);
+    EXPECT_EQ(r.energy_evaluations, 8 * 60 + (tweedie ? 1 : 0));
+  }
+}
+
+// Expected MALA acceptance at stationarity for N(mu, v I), d dims, step a.
+double mala_acceptance_oracle(double v, double a, int64_t d) {
+  auto gen = at::detail::createCPUGenerator(99);
+  const auto opt = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto x = std::sqrt(v) * torch::randn({400000, d}, gen, opt);
+  const auto y = (1 - a / v) * x + std::sqrt(2 * a) * torch::randn({400000, d}, gen, opt);
+  const auto log_a = a / (4 * v * v) * (x * x - y * y).sum(1);
+  return log_a.exp().clamp_max(1.0).mean().item<double>();
+}
+
+TEST(Annealed, MalaAcceptanceMatchesItsClosedForm) {
+  GaussianNoiseConditional e(torch::full({1, 8, 8}, kMu), kS);
+  const double sigma = 0.05, v = kS * kS + sigma * sigma;
+  const int64_t n = 2000;
+  for (double ratio : {0.2, 0.4}) {
+    SCOPED_TRACE(ratio);
+    const double a = ratio * v;
+    // One level at sigma, started in its stationary distribution N(mu, v I).
+    auto gen = at::detail::createCPUGenerator(3);
+    auto x0 = kMu + std::sqrt(v) * torch::randn({n, 1, 8, 8}, gen);
+    auto o = AnnealedOptions().sigma_max(1.0).sigma_min(sigma).levels(1).steps_per_level(20).epsilon(a)
+                 .corrector("mala").tweedie_end(false).seed(8);
+    const auto r = annealed_langevin(e, x0, o);
+    const double want = mala_acceptance_oracle(v, a, 64);
+    EXPECT_GT(want, 0.3);  // a meaningful test: neither almost always nor almost never
+    EXPECT_LT(want, 0.9);
+    // 40,000 proposals: binomial standard error <= 0.0025.
+    EXPECT_NEAR(r.acceptance_rate, want, 0.015) << "closed form " << want;
+    // MALA leaves the target invariant: the chains are still N(mu, v I).
+    const auto xs = r.x.to(torch::kFloat64);
+    EXPECT_NEAR(xs.mean().item<double>(), kMu, 5 * std::sqrt(v / double(n * 64)));
+    EXPECT_NEAR(xs.var().item<double>() / v, 1.0, 5 * std::sqrt(2.0 / double(n * 64)) + 0.01);
+  }
+}
+
+TEST(Annealed, MalaCorrectsWhatUlaGetsWrong) {
+  // With a step as large as the variance, ULA's stationary variance is
+  // v / (1 - a/(2v)) = 2v, twice the target; MALA keeps v exactly.
+  GaussianNoiseConditional e(torch::full({1, 8, 8}, kMu), kS);
+  const double sigma = 0.05, v = kS * kS + sigma * sigma, a = v;
+  auto gen = at::detail::createCPUGenerator(4);
+  auto x0 = kMu + std::sqrt(v) * torch::randn({1000, 1, 8, 8}, gen);
+  auto o = AnnealedOptions().sigma_max(1.0).sigma_min(sigma).levels(1).steps_per_level(200).epsilon(a)
+               .tweedie_end(false).seed(9);
+  const double ula = annealed_langevin(e, x0, AnnealedOptions(o).corrector("ula")).x.to(torch::kFloat64).var().item<double>();
+  const auto mr = annealed_langevin(e, x0, AnnealedOptions(o).corrector("mala"));
+  const double mala = mr.x.to(torch::kFloat64).var().item<double>();
+  EXPECT_NEAR(ula / v, 2.0, 0.1);
+  EXPECT_NEAR(mala / v, 1.0, 0.1);
+  EXPECT_GT(mr.acceptance_rate, 0.0);
+  EXPECT_LT(mr.acceptance_rate, 0.5);
+}
+
+TEST(Annealed, BadOptionsNameTheValueAndDivergenceIsAnError) {
+  GaussianNoiseConditional e(torch::zeros({1, 2, 2}), 1.0);
+  const auto x = torch::zeros({2, 1, 2, 2});
+  const AnnealedOptions ok;
+  EXPECT_THROW(annealed_langevin(e, x, AnnealedOptions(ok).sigma_min(0)), UsageError);
+  EXPECT_THROW(annealed_langevin(e, x, AnnealedOptions(ok).sigma_max(0.005)), UsageError);
+  EXPECT_THROW(annealed_langevin(e, x, AnnealedOptions(ok).levels(0)), UsageError);
+  EXPECT_THROW(annealed_langevin(e, x, AnnealedOptions(ok).steps_per_level(0)), UsageError);
+  EXPECT_THROW(annealed_langevin(e, x, AnnealedOptions(ok).epsilon(std::nan(""))), UsageError);
+  try {
+    annealed_langevin(e, x, AnnealedOptions(ok).corrector("hmc"));
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& err) {
+    EXPECT_NE(std::string(err.what()).find("hmc"), std::string::npos);
+  }
+  // A step far too large: the chain explodes to inf and the sampler says so.
+  for (const char* c : {"ula", "mala"})
+    EXPECT_THROW(annealed_langevin(e, torch::ones({2, 1, 2, 2}),
+                                   AnnealedOptions(ok).epsilon(1e30).levels(2).steps_per_level(50).corrector(c)),
+                 DivergenceError)
+        << c;
+}
+
+}  // namespace
+}  // namespace ebm
