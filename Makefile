@@ -4,7 +4,7 @@ JOBS    ?= 2
 EBM_DATA ?= $(CURDIR)/data
 export EBM_DATA
 
-.PHONY: all setup build test demo bench soak zoo package clean
+.PHONY: all setup build test demo bench soak zoo package fuzz clean
 
 all: build
 
@@ -44,6 +44,12 @@ zoo: setup build
 ## package: build the .deb with CPack, install it with apt, use it, remove it (root)
 package: build
 	scripts/check-deb $(BUILD)
+
+## fuzz: build the libFuzzer harnesses (clang, ASan+UBSan, tree build-fuzz) and run each
+##       for FUZZ_SECONDS (default 600) seconds, one after another (fuzz/README.md)
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) out

@@ -98,15 +98,36 @@ torch::Tensor ConvClassifierImpl::features(const torch::Tensor& x) {
 }
 
 // ---------------------------------------------------------------- NativeModel
+// An integer field of an architecture description, within [lo, hi]. Read
+// without conversion: a width of 1e30 would overflow int64_t, and a width of
+// 10^6 would allocate terabytes before any weights file is compared.
+static int64_t arch_int(const json& arch, const char* key, int64_t dflt, int64_t lo, int64_t hi) {
+  if (!arch.contains(key)) return dflt;
+  const json& v = arch[key];
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) ||
+      v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+    throw DataError("architecture \"" + std::string(key) + "\" must be an integer in " + std::to_string(lo) + ".." +
+                    std::to_string(hi) + ", got " + v.dump().substr(0, 40));
+  return v.get<int64_t>();
+}
+
 NativeModel::NativeModel(const json& arch) : arch_(arch) {
+  if (!arch.is_object()) throw DataError("architecture must be a JSON object, got " + arch.dump().substr(0, 40));
+  if (arch.contains("type") && !arch["type"].is_string())
+    throw DataError("architecture \"type\" must be a string, got " + arch["type"].dump().substr(0, 40));
   const std::string type = arch.value("type", "");
-  const int64_t ch = arch.value("channels", 1), width = arch.value("width", 32);
+  // Limits far above any model a CPU trains on 28x28 images (the shipped ones have width 24-32).
+  const int64_t ch = arch_int(arch, "channels", 1, 1, 4), width = arch_int(arch, "width", 32, 1, 512);
   if (type == "conv-ebm") {
     ConvEBM m(ConvEBMOptions().channels(ch).width(width));
     module_ = m.ptr();
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
   } else if (type == "conv-classifier") {
-    num_classes_ = arch.value("num_classes", 10);
+    num_classes_ = arch_int(arch, "num_classes", 10, 2, 10000);
+    if ((arch.contains("activation") && !arch["activation"].is_string()) ||
+        (arch.contains("dropout") && !(arch["dropout"].is_number() && arch["dropout"].get<double>() >= 0 &&
+                                       arch["dropout"].get<double>() < 1)))
+      throw DataError("architecture \"activation\" must be a string and \"dropout\" a number in [0,1)");
     ConvClassifier m(ConvClassifierOptions()
                          .channels(ch)
                          .width(width)
@@ -260,6 +281,8 @@ Registry& registry() {
 }
 
 ModelFormat find_format(const std::string& path, const json& card) {
+  if (card.contains("format") && !card["format"].is_string())
+    throw DataError("model '" + path + "': \"format\" must be a string, got " + card["format"].dump().substr(0, 60));
   const std::string name = card.value("format", "native");
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);

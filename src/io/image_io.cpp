@@ -97,6 +97,16 @@ uint64_t checked_numel(const std::vector<int64_t>& dims, const std::string& path
   return n;
 }
 
+// An empty tensor (a zero dim) passes checked_numel whatever its other dims,
+// but LibTorch still computes strides from them: 0 x 2^32 x 2^32 overflows
+// int64_t inside from_blob. Bound the product of the nonzero dims as well.
+void check_empty_dims(const std::vector<int64_t>& dims, const std::string& path) {
+  std::vector<int64_t> nonzero;
+  for (int64_t d : dims)
+    if (d != 0) nonzero.push_back(d);
+  if (nonzero.size() != dims.size()) checked_numel(nonzero, path);
+}
+
 std::string dims_str(const std::vector<int64_t>& d) {
   std::ostringstream s;
   for (size_t i = 0; i < d.size(); ++i) s << (i ? "x" : "") << d[i];
@@ -150,6 +160,7 @@ torch::Tensor parse_idx(const std::string& raw, const std::string& path) {
   std::vector<int64_t> dims(nd);
   for (int i = 0; i < nd; ++i) dims[i] = be32(u + 4 + 4 * i);
   uint64_t n = checked_numel(dims, path);
+  check_empty_dims(dims, path);
   size_t have = b.size() - header;
   const unsigned char* p = u + header;
   if (type == 0x08) {
@@ -235,6 +246,7 @@ torch::Tensor parse_npy(const std::string& b, const std::string& path) {
     dims.push_back(std::stoll(d[1]));
   }
   uint64_t n = checked_numel(dims, path);
+  check_empty_dims(dims, path);
   size_t have = b.size() - hstart - hlen;
   const char* p = b.data() + hstart + hlen;
   if (descr == "|u1" || descr == "<u1" || descr == "u1") {
@@ -297,6 +309,20 @@ std::string encode_png(const torch::Tensor& hw) {
 }
 
 torch::Tensor decode_png(const std::string& bytes, const std::string& name) {
+  // Every chunk must fit in the bytes there are: libpng allocates a text or
+  // unknown chunk's declared length (up to 2 GiB) before it reads the chunk,
+  // so a 70-byte file could otherwise ask for gigabytes.
+  if (bytes.size() >= 8 && bytes.compare(0, 8, std::string("\x89PNG\r\n\x1a\n", 8)) == 0) {
+    const auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
+    for (size_t at = 8; at + 8 <= bytes.size();) {
+      const uint64_t len = be32(u + at);
+      if (len + 12 > bytes.size() - at)
+        fail(name, "truncated PNG: the chunk at byte " + std::to_string(at) + " claims " + std::to_string(len) +
+                       " bytes, " + std::to_string(bytes.size() - at - 8) + " remain");
+      if (bytes.compare(at + 4, 4, "IEND") == 0) break;
+      at += 12 + len;
+    }
+  }
   png_image img{};
   img.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&img, bytes.data(), bytes.size()))
@@ -309,6 +335,15 @@ torch::Tensor decode_png(const std::string& bytes, const std::string& name) {
   if (uint64_t(img.width) * img.height > (uint64_t(1) << 28)) {
     png_image_free(&img);
     fail(name, "PNG dimensions too large");
+  }
+  // Deflate inflates at most 1032:1, and every pixel takes at least one bit
+  // plus a filter byte per row: a file too small for its claimed size is
+  // truncated or a decompression bomb, refused before the image is allocated.
+  const uint64_t least_raw = uint64_t(img.height) * (1 + (uint64_t(img.width) + 7) / 8);
+  if (least_raw > 1032 * uint64_t(bytes.size()) + 1024) {
+    png_image_free(&img);
+    fail(name, "PNG claims " + std::to_string(img.width) + "x" + std::to_string(img.height) + " pixels, more than its " +
+                   std::to_string(bytes.size()) + " bytes can hold (truncated, or a decompression bomb)");
   }
   auto t = torch::empty({int64_t(img.height), int64_t(img.width)}, torch::kUInt8);
   if (!png_image_finish_read(&img, nullptr, t.data_ptr<uint8_t>(), 0, nullptr))

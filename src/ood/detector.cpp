@@ -55,9 +55,10 @@ json Detector::to_json() const {
 Detector Detector::from_json(const json& j, const std::string& source) {
   auto bad = [&](const std::string& why) { return DataError("detector '" + source + "': " + why); };
   if (!j.is_object()) throw bad("not a JSON object");
-  if (j.value("format", "") != "ebmkit-ood-detector")
+  if (!j.contains("format") || j["format"] != "ebmkit-ood-detector")
     throw bad("\"format\" is not \"ebmkit-ood-detector\" (is this a detector from `ebm ood calibrate`?)");
-  if (j.value("version", 0) != 1) throw bad("unsupported version " + j.value("version", json()).dump());
+  // Compared as JSON, not converted: a version such as 1e300 does not fit an int.
+  if (!j.contains("version") || j["version"] != 1) throw bad("unsupported version " + j.value("version", json()).dump());
   auto need = [&](const char* k, bool ok) {
     if (!j.contains(k)) throw bad(std::string("missing \"") + k + "\"");
     if (!ok) throw bad(std::string("\"") + k + "\" has the wrong type: " + j[k].dump().substr(0, 60));

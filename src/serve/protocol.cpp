@@ -231,6 +231,8 @@ json parse_body(const std::string& body) {
   } catch (const json::parse_error& e) {
     bad("malformed JSON at byte " + std::to_string(e.byte) + ": " +
         std::string(e.what()).substr(std::string(e.what()).find(':') + 1));
+  } catch (const json::exception& e) {  // out_of_range: a number such as 1e400 overflows a double
+    bad(std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object()) bad("the body must be a JSON object, got " + std::string(j.type_name()));
   return j;
