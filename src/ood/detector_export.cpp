@@ -25,9 +25,9 @@ bool is_detector_file(const std::string& path) {
 }
 
 
-void export_detector(const std::string& detector_path, const std::string& out) {
+void export_detector(const std::string& detector_path, const std::string& out, const std::string& model_override) {
   const Detector d = Detector::load(detector_path);
-  const std::string model_path = detector_model_path(d, detector_path);
+  const std::string model_path = detector_model_path(d, detector_path, model_override);
   check_model(d, model_path);
   const std::string score = canonical_score(d.score);
   if (score != "energy" && score != "msp" && score != "maxlogit")

@@ -24,9 +24,9 @@ namespace ebm {
 /// True when `path` is a detector JSON file ("format": "ebmkit-ood-detector").
 bool is_detector_file(const std::string& path);
 
-/// Export the detector at `detector_path` (its model found as
-/// detector_model_path() finds it, and checked against the recorded hash) to
-/// the TorchScript file `out`, written atomically.
-void export_detector(const std::string& detector_path, const std::string& out);
+/// Export the detector at `detector_path` to the TorchScript file `out`,
+/// written atomically. Its model is `model_path` if given, else found as
+/// detector_model_path() finds it; either way checked against the recorded hash.
+void export_detector(const std::string& detector_path, const std::string& out, const std::string& model_path = "");
 
 }  // namespace ebm
