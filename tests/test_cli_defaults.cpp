@@ -19,6 +19,7 @@
 #include "ebm/train/evaluate.h"
 #include "ebm/train/sample.h"
 #include "ebm/train/train.h"
+#include "ebm/train/launch.h"
 
 namespace ebm::test {
 namespace {
@@ -140,7 +141,15 @@ TEST(CliDefaults, Train) {
                                    {"--checkpoint-every", show(o.checkpoint_every())},
                                    {"--sample-every", show(o.sample_every())},
                                    {"--stop-after", show(o.stop_after())},
-                                   {"--eval-n", show(o.eval_n())}});
+                                   {"--eval-n", show(o.eval_n())},
+                                   {"--world-size", show(o.dist().world_size())},
+                                   {"--rank", show(o.dist().rank())},
+                                   {"--dist-timeout", show(o.dist().timeout())}});
+}
+
+TEST(CliDefaults, Launch) {
+  const LaunchOptions o;
+  expect_flag_defaults({"launch"}, {{"--nprocs", show(o.nprocs())}, {"--port", show(o.port())}, {"--grace", show(o.grace())}});
 }
 
 TEST(CliDefaults, Eval) {

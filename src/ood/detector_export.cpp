@@ -27,14 +27,14 @@ bool is_detector_file(const std::string& path) {
 
 void export_detector(const std::string& detector_path, const std::string& out, const std::string& model_override) {
   const Detector d = Detector::load(detector_path);
-  const std::string model_path = detector_model_path(d, detector_path, model_override);
-  check_model(d, model_path);
   const std::string score = canonical_score(d.score);
   if (score != "energy" && score != "msp" && score != "maxlogit")
     throw UsageError("export: the detector's score '" + d.score +
                      "' has no TorchScript form (energy-complexity and combined need a PNG coder, grad-norm and "
                      "odin input gradients, the post-hoc scores fitted features); calibrate one on energy, msp "
                      "or maxlogit to export it");
+  const std::string model_path = detector_model_path(d, detector_path, model_override);
+  check_model(d, model_path);
   const json card = load_card(model_path);
   const bool clf = card.value("format", "native") == "native" &&
                    card.value("arch", json::object()).value("type", "") == "conv-classifier";

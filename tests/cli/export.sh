@@ -50,6 +50,8 @@ PY
 done
 
 # Detectors and ensembles: plain PyTorch gets `ebm ood predict`'s score, flag and p-value.
+# Detector files name their model relative to the repository root, as users run them.
+cd "$ROOT" || exit 1
 check "mnist test images" 0 "$EBM" data export --data mnist --split test --n 48 --out "$T/m.npy" --quiet
 check "uniform noise" 0 "$PY" -c "import numpy as np; np.save('$T/u.npy', np.random.default_rng(0).random((16,1,28,28), dtype=np.float32))"
 check "48 digits + 16 noise" 0 "$PY" -c "import numpy as np; np.save('$T/mix.npy', np.concatenate([np.load('$T/m.npy'), np.load('$T/u.npy')]))"
