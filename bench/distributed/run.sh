@@ -47,10 +47,11 @@ def nparams(task):
     return sum(p.numel() for p in m.parameters())
 for row in rows:
     row["gradient_bytes"] = 4 * nparams(row["task"])
-report = {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(), "steps": steps,
+report = {"command": f"bench/distributed/run.sh {steps}", "date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(), "steps": steps,
           "global_batch": 64, "backend": "c10d ProcessGroupGloo over loopback TCP", "runs": rows}
 json.dump(report, open(os.path.join(out, "bench.json"), "w"), indent=1)
-md = [f"Data-parallel training, MNIST, global batch 64, {steps} steps; {report['date']}, {cpu}, {report['cores']} cores.",
+md = [f"command: bench/distributed/run.sh {steps}", "models: none (each run trains from a fresh initialisation, seed 1)", "",
+      f"Data-parallel training, MNIST, global batch 64, {steps} steps; {report['date']}, {cpu}, {report['cores']} cores.",
       "", "| task | ranks x threads | images/s | s/step | all-reduce s/step | all-reduce share |",
       "|---|---|---|---|---|---|"]
 for r in rows:
