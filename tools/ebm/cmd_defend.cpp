@@ -117,6 +117,7 @@ void add_eval(CLI::App* parent, Action& run) {
   sub->callback([&run, f, sub] {
     run = [f, sub] {
       apply_common(f->c);
+      check_outputs({f->markdown, f->c.json_out});  // before any work, and before any one of them is written
       auto clf = load_model(f->o.classifier());
       auto ebm = load_model(f->o.purifier());
       if (clf->num_classes() <= 0)

@@ -331,6 +331,7 @@ void add_shift(CLI::App* ood, Action& run) {
   sub->callback([&run] {
     run = [] {
       apply_common(c);
+      check_outputs({plot, md, c.json_out});  // before minutes of work, and before any one of them is written
       o.seed(c.seed).progress(!c.quiet);
       const ShiftReport r = ood_shift(o);
       json j = r.to_json();

@@ -60,6 +60,7 @@ CLI::App* add_restore_eval(CLI::App* parent, Action& run, bool is_inpaint) {
   sub->callback([&run, f, is_inpaint] {
     run = [f, is_inpaint] {
       apply_common(f->c);
+      check_outputs({f->o.grid(), f->markdown, f->c.json_out});  // before any work, and before any one is written
       auto& o = f->o;
       if (f->model.empty()) f->model = default_restore_model(o.data());
       auto e = load_model(f->model);
