@@ -17,13 +17,15 @@ build:
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
-## test: unit + CLI tests through ctest (a few minutes)
+## test: unit + CLI tests through ctest (a few minutes), then the fast unit tests
+##       under AddressSanitizer + UBSan (test-asan; about 6 more minutes cold)
 test: setup build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	$(MAKE) --no-print-directory test-asan
 
 ## test-asan: the fast unit tests of the lower layers (core, io, metrics; ebm_tests_fast)
 ##            under AddressSanitizer + UBSan, leak checks on, in the tree build-asan
-##            (about 6 min cold on 2 cores, 17 s to run); not part of `make test`
+##            (about 6 min cold on 2 cores, 17 s to run); `make test` ends with it
 test-asan: setup
 	@test -f build-asan/CMakeCache.txt || cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DEBM_SANITIZE=ON -DEBM_BUILD_BENCH=OFF
 	cmake --build build-asan -j$(JOBS) --target ebm_tests_fast
