@@ -71,6 +71,19 @@ std::shared_ptr<ebm::NativeModel> native() {
   return m;
 }
 
+// The TorchScript export of the same model ($EBM_BENCH_SCRIPT), the file the
+// Python peer runs; null (and the benchmark skipped) when it is not set.
+ebm::EnergyPtr script(benchmark::State& st) {
+  const char* s = std::getenv("EBM_BENCH_SCRIPT");
+  if (!s) {
+    st.SkipWithError("EBM_BENCH_SCRIPT not set");
+    return nullptr;
+  }
+  auto e = ebm::load_model(s);
+  e->set_training(false);
+  return e;
+}
+
 void BM_MatmulLimit(benchmark::State& st) {
   at::set_num_threads(threads());
   auto a = torch::rand({2048, 2048}), b = torch::rand({2048, 2048});
@@ -86,16 +99,8 @@ void BM_Langevin(benchmark::State& st) {
   at::set_num_threads(threads());
   const int64_t b = st.range(0), steps = 10;
   auto nat = native();
-  ebm::EnergyPtr e = nat;
-  if (st.range(1)) {
-    const char* s = std::getenv("EBM_BENCH_SCRIPT");
-    if (!s) {
-      st.SkipWithError("EBM_BENCH_SCRIPT not set");
-      return;
-    }
-    e = ebm::load_model(s);
-    e->set_training(false);
-  }
+  const ebm::EnergyPtr e = st.range(1) ? script(st) : nat;
+  if (!e) return;
   auto x = torch::rand({b, 1, 28, 28});
   const auto o = ebm::LangevinOptions().steps(steps).step_size(0.01).noise(0.005);
   auto gen = at::detail::createCPUGenerator(0);
@@ -113,16 +118,8 @@ BENCHMARK(BM_Langevin)
 void BM_Score(benchmark::State& st) {
   at::set_num_threads(threads());
   auto nat = native();
-  ebm::EnergyPtr e = nat;
-  if (st.range(0)) {
-    const char* s = std::getenv("EBM_BENCH_SCRIPT");
-    if (!s) {
-      st.SkipWithError("EBM_BENCH_SCRIPT not set");
-      return;
-    }
-    e = ebm::load_model(s);
-    e->set_training(false);
-  }
+  const ebm::EnergyPtr e = st.range(0) ? script(st) : nat;
+  if (!e) return;
   auto x = torch::rand({256, 1, 28, 28});
   for (auto _ : st) {
     torch::InferenceMode im;

@@ -10,8 +10,11 @@ cd "$(dirname "$0")/../.."
 EBM=${EBM:-build/ebm}
 STEPS=${1:-300}
 OUT=results/distributed
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# Scratch models in a repository-relative folder (gitignored), so the commands
+# the cards record, and bench.json repeats, can be run again as they stand.
+T=out/distributed
+rm -rf "$T"
+mkdir -p "$T"
 mkdir -p "$OUT"
 runs=()
 for task in clf dsm; do

@@ -165,12 +165,13 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard ng;
   guarded(rank(), o_.timeout(), "broadcast", [&] {
     for (const auto& t : tensors) {
-      auto c = t.detach().contiguous();
+      auto d = t.detach();      // shares t's storage
+      auto c = d.contiguous();  // d itself when already contiguous (parameters are)
       std::vector<at::Tensor> io{c};
       c10d::BroadcastOptions bo;
       bo.rootRank = 0;
       impl_->pg->broadcast(io, bo)->wait(impl_->timeout);
-      if (!c.is_same(t.detach())) t.detach().copy_(c);
+      if (!c.is_same(d)) d.copy_(c);
     }
   });
 }
