@@ -99,11 +99,7 @@ AnnealedResult annealed_langevin(NoiseConditionalEnergy& e, const torch::Tensor&
         auto y = x - alpha * gx + std::sqrt(2.0 * alpha) * torch::randn(x.sizes(), *gen, x.options());
         if (o.clamp()) y = y.clamp(0, 1);
         torch::Tensor ey;
-        torch::Tensor gy;
-        {
-          at::AutoGradMode on(true);
-          gy = energy_grad(level, y, &ey);
-        }
+        const torch::Tensor gy = energy_grad(level, y, &ey);  // turns autograd on itself
         check_finite(ey, gy, sigma);
         // log q(x|y) - log q(y|x) for the Gaussian proposals, and the energy difference.
         // In float64: the two squared norms are large and nearly equal in high dimension.
