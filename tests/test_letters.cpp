@@ -89,3 +89,34 @@ TEST(Letters, DatasetHasNoTrainingSplit) {
   o.split = "train";
   EXPECT_THROW(load_dataset("letters", o), UsageError);
 }
+
+// render_glyph is the one renderer: letters are its A-J with key = letter.
+TEST(Letters, RenderGlyphIsTheLetterRenderer) {
+  if (!is_file(kSans)) GTEST_SKIP() << "fonts-dejavu-core not installed";
+  for (int k : {0, 4, 9})
+    for (int64_t v : {0, 3}) EXPECT_TRUE(torch::equal(render_letter(kSans, 5, k, v), render_glyph(kSans, 5, uint32_t('A' + k), uint64_t(k), v)));
+  // A character the font lacks is a DataError naming its code point.
+  try {
+    render_glyph(kSans, 0, 0x10FFFDu, 0, 0);
+    ADD_FAILURE() << "no throw for a private-use code point";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("U+10FFFD"), std::string::npos) << e.what();
+  }
+}
+
+// glyphs, the validation set: Hangul laid out as MNIST; no test split.
+TEST(Letters, GlyphsAreValidationOnly) {
+  const std::string un = "/usr/share/fonts/truetype/unfonts-core/UnDotum.ttf";
+  if (!is_file(un)) GTEST_SKIP() << "fonts-unfonts-core not installed";
+  const auto g = render_glyph(un, 0, 0x3131u, 0x3131u, 0);  // the jamo giyeok
+  EXPECT_GT(g.max().item<float>(), 0.9f);
+  const auto ink = (g > 0.05f).nonzero();
+  const int64_t rows = ink.select(1, 0).max().item<int64_t>() - ink.select(1, 0).min().item<int64_t>() + 1;
+  const int64_t cols = ink.select(1, 1).max().item<int64_t>() - ink.select(1, 1).min().item<int64_t>() + 1;
+  EXPECT_NEAR(double(std::max(rows, cols)), 20.0, 1.0);
+  DatasetOptions o;
+  o.split = "test";
+  EXPECT_THROW(load_dataset("glyphs", o), UsageError);
+  o.split = "fit";
+  EXPECT_THROW(load_dataset("glyphs", o), UsageError);
+}

@@ -160,7 +160,7 @@ TEST(Outliers, ShapeRangeAndDeterminism) {
   EXPECT_TRUE(torch::equal(std::get<0>(ps.flatten(1).sort(1)), std::get<0>(x.flatten(1).sort(1))));
   // The default leaves out the test sets' generators; the card names those a choice includes.
   EXPECT_TRUE(outlier_test_sets(TrainOptions().outliers()).empty());
-  EXPECT_EQ(outlier_test_sets(outlier_kinds()), (std::vector<std::string>{"uniform", "invert:*"}));
+  EXPECT_EQ(outlier_test_sets(outlier_kinds()), (std::vector<std::string>{"uniform", "invert:*", "vflip:*"}));
   EXPECT_THROW(synthesize_outliers(x, g4, {"rotate"}), UsageError);
   EXPECT_THROW(synthesize_outliers(x, g4, {}), UsageError);
 }
@@ -190,7 +190,7 @@ TEST(Outliers, PolylineMatchesBruteForceDistance) {
 
 TEST(Outliers, StrokesAndShapes) {
   auto g1 = at::detail::createCPUGenerator(9), g2 = at::detail::createCPUGenerator(9);
-  for (const char* kind : {"strokes", "shapes"}) {
+  for (const char* kind : {"strokes", "shapes", "lines"}) {
     const auto x = torch::rand({16, 1, 28, 28});
     const auto a = synthesize_outliers(x, g1, {kind}), b = synthesize_outliers(x, g2, {kind});
     EXPECT_TRUE(torch::equal(a, b)) << kind;  // same seed, same images
@@ -201,8 +201,31 @@ TEST(Outliers, StrokesAndShapes) {
     EXPECT_GT(ink.min().item<float>(), 0.005f) << kind;
     EXPECT_LT(ink.max().item<float>(), 0.9f) << kind;
   }
-  // Neither kind names a test set.
-  EXPECT_TRUE(outlier_test_sets({"strokes", "shapes"}).empty());
+  // None of these kinds names a test set.
+  EXPECT_TRUE(outlier_test_sets({"strokes", "shapes", "lines"}).empty());
+}
+
+// flip: each row is one of the four turns of its own image, never one that
+// leaves it nearly unchanged; a symmetric image falls back to strokes.
+TEST(Outliers, FlipTurnsTheImageAndSkipsSymmetricOnes) {
+  auto g = at::detail::createCPUGenerator(11);
+  auto x = torch::zeros({8, 1, 28, 28});
+  for (int64_t i = 0; i < 8; ++i) x[i][0].narrow(0, 4 + i, 3).narrow(1, 6, 10 + i).fill_(1.0);  // bars off-centre
+  x[7].zero_();
+  x[7][0].narrow(0, 10, 8).narrow(1, 10, 8).fill_(1.0);  // a centred square: every turn maps it nearly to itself
+  const auto o = synthesize_outliers(x, g, {"flip"});
+  for (int64_t i = 0; i < 7; ++i) {
+    const auto xi = x[i];
+    const std::vector<torch::Tensor> turns = {xi.flip({2}), xi.flip({1}), xi.transpose(1, 2).flip({2}),
+                                              xi.transpose(1, 2).flip({1})};
+    bool match = false;
+    for (const auto& t : turns) match = match || torch::equal(o[i], t);
+    EXPECT_TRUE(match) << "row " << i;
+    EXPECT_GE((o[i] - xi).norm().item<double>(), kFlipMinChange * xi.norm().item<double>()) << "row " << i;
+  }
+  // The square's turns are all within 0.5 of its norm, so it became strokes.
+  for (const auto& t : {x[7].flip({2}), x[7].flip({1})}) EXPECT_FALSE(torch::equal(o[7], t));
+  EXPECT_EQ(outlier_test_sets({"flip"}), (std::vector<std::string>{"vflip:*"}));
 }
 
 TEST(Thickness, SyntheticBarsOfKnownWidth) {

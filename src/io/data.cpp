@@ -63,9 +63,12 @@ Dataset load_fashion(const std::string& root, const std::string& split, const Re
 
 // The evaluation-only sets (ood_sources.h, built by `ebm data fetch`): val and
 // test splits from disjoint sources, and no training split, so no trainer can
-// take outliers from them.
+// take outliers from them. The validation set glyphs has a val split only.
 Dataset load_evaluation_set(const std::string& name, const std::string& root, const std::string& split,
                             const ReadOptions& ro) {
+  if (name == "glyphs" && split != "val")
+    throw UsageError("glyphs is a validation set (choices are made on it, docs/ood.md) with a val split only, not '" +
+                     split + "'; it is never a test OOD set");
   if (split != "val" && split != "test")
     throw UsageError(name + " is an evaluation-only set with splits val and test (disjoint sources), not '" + split + "'");
   const std::string d = root + "/" + name + "/";
@@ -142,7 +145,7 @@ Dataset load_dataset(const std::string& name, const DatasetOptions& opts) {
     ds = load_fashion(root, opts.split, ro);
   } else if (name == "mnist") {
     ds = load_mnist(root, opts.split, ro);
-  } else if (name == "letters" || name == "icons" || name == "photos") {
+  } else if (name == "letters" || name == "icons" || name == "photos" || name == "glyphs") {
     ds = load_evaluation_set(name, root, opts.split, ro);
   } else if (name == "gaussian" || name == "uniform" || name == "constant") {
     ds = synth(name);
@@ -167,7 +170,7 @@ Dataset load_dataset(const std::string& name, const DatasetOptions& opts) {
 }
 
 std::string dataset_help() {
-  return "Datasets: fashion-mnist, mnist, letters, icons, photos (val/test only), gaussian, uniform, constant, vflip:<name>, "
+  return "Datasets: fashion-mnist, mnist, letters, icons, photos (val/test only), glyphs (val only), gaussian, uniform, constant, vflip:<name>, "
          "invert:<name>, or a path to an .idx/.idx.gz/.npy/.png file";
 }
 

@@ -89,6 +89,12 @@ std::vector<std::string> fetch_datasets(const std::string& root0, bool force) {
     else
       out.push_back(build_evaluation_set(name, root));
   }
+  for (const auto& name : validation_only_datasets()) {
+    if (!force && path_exists(root + "/" + name + "/val-labels.idx"))
+      out.push_back(name + ": " + root + "/" + name + " (present)");
+    else
+      out.push_back(build_evaluation_set(name, root));
+  }
   return out;
 }
 

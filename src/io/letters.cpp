@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <dirent.h>
 #include <memory>
 
@@ -54,7 +55,7 @@ struct FtFace {
 
 // The glyph as FreeType draws it: [rows, width] float in [0,1]; empty when the
 // font has no glyph for the character.
-cv::Mat glyph(FT_Face face, char c) {
+cv::Mat glyph(FT_Face face, uint32_t c) {
   if (FT_Get_Char_Index(face, static_cast<FT_ULong>(c)) == 0) return {};
   if (FT_Load_Char(face, static_cast<FT_ULong>(c), FT_LOAD_RENDER)) return {};
   const FT_Bitmap& b = face->glyph->bitmap;
@@ -96,19 +97,21 @@ torch::Tensor layout_mnist(const cv::Mat& ink, double box) {
 
 }  // namespace
 
-torch::Tensor render_letter(const std::string& font_path, int64_t font_index, int letter, int64_t variant,
-                            const LetterOptions& o) {
-  TORCH_CHECK(letter >= 0 && letter < 10, "render_letter: letter must be 0..9 (A-J), got ", letter);
-  TORCH_CHECK(variant >= 0, "render_letter: variant must be >= 0, got ", variant);
-  TORCH_CHECK(o.box_min > 0 && o.box_min <= o.box && o.box <= 28, "render_letter: need 0 < box_min <= box <= 28");
+torch::Tensor render_glyph(const std::string& font_path, int64_t font_index, uint32_t codepoint, uint64_t key,
+                           int64_t variant, const LetterOptions& o) {
+  TORCH_CHECK(variant >= 0, "render_glyph: variant must be >= 0, got ", variant);
+  TORCH_CHECK(o.box_min > 0 && o.box_min <= o.box && o.box <= 28, "render_glyph: need 0 < box_min <= box <= 28");
   static thread_local FtLibrary lib;
   FtFace face(lib.lib, font_path, o.render_px);
-  cv::Mat g = glyph(face.face, char('A' + letter));
-  if (g.empty()) throw DataError("font '" + font_path + "' has no glyph '" + std::string(1, char('A' + letter)) + "'");
+  cv::Mat g = glyph(face.face, codepoint);
+  if (g.empty()) {
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "U+%04X", unsigned(codepoint));
+    throw DataError("font '" + font_path + "' has no glyph " + hex);
+  }
   double box = double(o.box);
   if (variant > 0) {
-    SplitMix rng{o.seed ^ (uint64_t(font_index) * 0x100000001b3ull) ^ (uint64_t(letter) << 40) ^
-                 (uint64_t(variant) << 48)};
+    SplitMix rng{o.seed ^ (uint64_t(font_index) * 0x100000001b3ull) ^ (key << 40) ^ (uint64_t(variant) << 48)};
     const double rot = rng.uniform(-o.max_rotation, o.max_rotation) * M_PI / 180.0;
     const double shear = rng.uniform(-o.max_shear, o.max_shear);
     const double aspect = rng.uniform(1.0 - o.max_aspect, 1.0 + o.max_aspect);
@@ -131,6 +134,12 @@ torch::Tensor render_letter(const std::string& font_path, int64_t font_index, in
   return layout_mnist(ink, box);
 }
 
+torch::Tensor render_letter(const std::string& font_path, int64_t font_index, int letter, int64_t variant,
+                            const LetterOptions& o) {
+  TORCH_CHECK(letter >= 0 && letter < 10, "render_letter: letter must be 0..9 (A-J), got ", letter);
+  return render_glyph(font_path, font_index, uint32_t('A' + letter), uint64_t(letter), variant, o);
+}
+
 bool font_has_latin_letters(const std::string& font_path) {
   static thread_local FtLibrary lib;
   try {
@@ -150,7 +159,7 @@ bool font_has_latin_letters(const std::string& font_path) {
     }
     std::vector<cv::Mat> gs;
     for (int k = 0; k < 10; ++k) {
-      cv::Mat g = crop_ink(glyph(face.face, char('A' + k)));
+      cv::Mat g = crop_ink(glyph(face.face, uint32_t('A' + k)));
       if (g.empty()) return false;
       // Distinct glyphs: a font that maps letters to one "missing" box or to
       // symbols that repeat fails here.

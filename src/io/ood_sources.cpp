@@ -16,6 +16,7 @@
 namespace ebm {
 namespace {
 
+constexpr const char* kHangulFontDir = "/usr/share/fonts/truetype/unfonts-core";
 constexpr const char* kIconDir = "/usr/share/icons/Adwaita/48x48";
 constexpr const char* kSkimageDir = "/usr/lib/python3/dist-packages/skimage/data";
 // scikit-image's photographs and textures (colour or grey, any size).
@@ -25,15 +26,16 @@ const char* kPhotos[] = {"astronaut.png", "brick.png",   "camera.png",    "chels
 
 bool is_val(size_t source_index) { return source_index % 4 == 3; }
 
-void list_png(const std::string& dir, std::vector<std::string>& out) {
+// Every file under dir (recursively) whose name ends in `ext`.
+void list_files(const std::string& dir, const std::string& ext, std::vector<std::string>& out) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;
   while (dirent* e = ::readdir(d)) {
     const std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     const std::string p = dir + "/" + n;
-    if (is_dir(p)) list_png(p, out);
-    else if (n.size() > 4 && n.compare(n.size() - 4, 4, ".png") == 0) out.push_back(p);
+    if (is_dir(p)) list_files(p, ext, out);
+    else if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) out.push_back(p);
   }
   ::closedir(d);
 }
@@ -47,20 +49,22 @@ struct SplitWriter {
     img[val ? 0 : 1].push_back((x28.clamp(0, 1) * 255).round().to(torch::kUInt8));
     lab[val ? 0 : 1].push_back(uint8_t(label));
   }
-  void source(size_t i, const std::string& path) {
-    manifest += std::to_string(i) + "\t" + (is_val(i) ? "val" : "test") + "\t" + path + "\n";
+  void source(size_t i, const std::string& path, bool all_val = false) {
+    manifest += std::to_string(i) + "\t" + (all_val || is_val(i) ? "val" : "test") + "\t" + path + "\n";
   }
-  std::string write(const std::string& root, const std::string& name, const std::string& what) {
+  // val_only: a validation set (choices are made on it), written without a test split.
+  std::string write(const std::string& root, const std::string& name, const std::string& what, bool val_only = false) {
     const std::string dst = root + "/" + name;
     make_dirs(dst);
     const char* names[2] = {"val", "test"};
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < (val_only ? 1 : 2); ++s) {
       const int64_t n = int64_t(lab[s].size());
       if (n == 0) throw DataError(name + ": the " + names[s] + " split came out empty");
       write_tensor(dst + "/" + names[s] + "-labels.idx", torch::from_blob(lab[s].data(), {n}, torch::kUInt8).clone());
       write_tensor(dst + "/" + names[s] + "-images.idx", torch::stack(img[s]));
     }
     write_file_atomic(dst + "/sources.txt", "# " + name + ": index, split, source\n" + manifest);
+    if (val_only) return name + ": " + dst + " (" + what + "; val " + std::to_string(lab[0].size()) + " images, no test split)";
     return name + ": " + dst + " (" + what + "; val " + std::to_string(lab[0].size()) + ", test " +
            std::to_string(lab[1].size()) + " images)";
   }
@@ -87,9 +91,50 @@ std::string build_letters(const std::string& root) {
                                       std::to_string(kVariants) + " variants each");
 }
 
+// Hangul, drawn by the Un fonts (fonts-unfonts-core): the 51 compatibility
+// jamo U+3131-U+3163 and the 14 syllables ga, na, ..., ha (consonant + a).
+// Simple stroke figures of a script that is neither Latin nor digits.
+std::vector<uint32_t> hangul_codepoints() {
+  std::vector<uint32_t> c;
+  for (uint32_t u = 0x3131; u <= 0x3163; ++u) c.push_back(u);
+  for (uint32_t u : {0xAC00u, 0xB098u, 0xB2E4u, 0xB77Cu, 0xB9C8u, 0xBC14u, 0xC0ACu, 0xC544u, 0xC790u, 0xCC28u, 0xCE74u,
+                     0xD0C0u, 0xD30Cu, 0xD558u})
+    c.push_back(u);
+  return c;
+}
+
+std::string build_glyphs(const std::string& root) {
+  std::vector<std::string> fonts;
+  list_files(kHangulFontDir, ".ttf", fonts);
+  std::sort(fonts.begin(), fonts.end());
+  if (fonts.size() < 4)
+    throw DataError("glyphs: found " + std::to_string(fonts.size()) + " fonts under " + kHangulFontDir +
+                    "; run scripts/setup (installs fonts-unfonts-core)");
+  constexpr int64_t kVariants = 4;
+  const auto cps = hangul_codepoints();
+  SplitWriter w;
+  for (size_t i = 0; i < fonts.size(); ++i) {
+    w.source(i, fonts[i], /*all_val=*/true);
+    for (size_t k = 0; k < cps.size(); ++k)
+      for (int64_t v = 0; v < kVariants; ++v) {
+        torch::Tensor x;
+        try {
+          x = render_glyph(fonts[i], int64_t(i), cps[k], uint64_t(cps[k]), v);
+        } catch (const DataError&) {
+          continue;  // a face without this character
+        }
+        w.add(true, x, int(k % 256));
+      }
+  }
+  return w.write(root, "glyphs",
+                 std::to_string(cps.size()) + " Hangul characters from " + std::to_string(fonts.size()) + " Un font faces, " +
+                     std::to_string(kVariants) + " variants each",
+                 /*val_only=*/true);
+}
+
 std::string build_icons(const std::string& root) {
   std::vector<std::string> files;
-  list_png(kIconDir, files);
+  list_files(kIconDir, ".png", files);
   std::sort(files.begin(), files.end());
   if (files.size() < 100)
     throw DataError("icons: found " + std::to_string(files.size()) + " PNG icons under " + kIconDir +
@@ -166,10 +211,16 @@ const std::vector<std::string>& evaluation_only_datasets() {
   return names;
 }
 
+const std::vector<std::string>& validation_only_datasets() {
+  static const std::vector<std::string> names = {"glyphs"};
+  return names;
+}
+
 std::string build_evaluation_set(const std::string& name, const std::string& root) {
   if (name == "letters") return build_letters(root);
   if (name == "icons") return build_icons(root);
   if (name == "photos") return build_photos(root);
+  if (name == "glyphs") return build_glyphs(root);
   throw UsageError("no evaluation set named '" + name + "'");
 }
 

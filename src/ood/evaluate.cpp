@@ -118,7 +118,7 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
   for (const auto& name : o.ood()) {
     if (val && !is_val_ood(name))
       throw UsageError("OOD set '" + name + "' on the val split: choices are made on validation OOD only "
-                       "(pixel-shuffle, patch-shuffle, blur, mixup or val-ood); test OOD sets go with --split test");
+                       "(pixel-shuffle, patch-shuffle, blur, mixup, val-ood or glyphs); test OOD sets go with --split test");
     if (name == "val-ood")
       for (const auto& k : val_ood_kinds()) ood_names.push_back(k);
     else
@@ -151,8 +151,8 @@ std::vector<OodReport> evaluate_ood(Energy& e, const OodEvalOptions& o) {
     d.synthetic_n = o.n_ood() > 0 ? o.n_ood() : 2000;
     if (val) {
       Dataset v;
-      v.name = name + ":" + o.in() + "/fit";
-      v.split = "fit";
+      v.name = name == "glyphs" ? std::string("glyphs/val") : name + ":" + o.in() + "/fit";
+      v.split = name == "glyphs" ? "val" : "fit";
       v.images = validation_ood(name, o.in(), d.synthetic_n, o.seed() + 1000 + j, o.root());
       outs.push_back(v);
     } else {

@@ -51,7 +51,7 @@ torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t 
 }
 
 bool is_val_ood(const std::string& name) {
-  if (name == "val-ood") return true;
+  if (name == "val-ood" || name == "glyphs") return true;
   const auto& k = val_ood_kinds();
   return std::find(k.begin(), k.end(), name) != k.end();
 }
@@ -59,6 +59,18 @@ bool is_val_ood(const std::string& name) {
 torch::Tensor validation_ood(const std::string& kind, const std::string& in, int64_t n, uint64_t seed,
                              const std::string& root) {
   if (n < 1) throw UsageError("validation OOD needs n >= 1 images, got " + std::to_string(n));
+  if (kind == "glyphs") {
+    // The real validation set: a seeded random subset of its val split, so
+    // that a small n still mixes fonts and characters.
+    DatasetOptions g;
+    g.split = "val";
+    g.root = root;
+    const Dataset all = load_dataset("glyphs", g);
+    const int64_t m = std::min(n, all.size());
+    if (m == 0) throw DataError("glyphs: the val split is empty");
+    auto perm = torch::randperm(all.size(), at::detail::createCPUGenerator(seed), torch::kInt64).narrow(0, 0, m);
+    return all.images.index_select(0, perm);
+  }
   DatasetOptions d;
   d.split = "fit";
   d.root = root;

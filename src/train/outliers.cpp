@@ -28,7 +28,8 @@ torch::Tensor pixel_grid(int64_t h, int64_t w) {
 
 const std::vector<std::string>& outlier_kinds() {
   static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup",
-                                          "uniform",       "invert",        "strokes", "shapes"};
+                                          "uniform",       "invert",        "strokes", "shapes",
+                                          "flip",          "lines"};
   return k;
 }
 
@@ -37,6 +38,7 @@ std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds
   for (const auto& k : kinds) {
     if (k == "uniform") out.push_back("uniform");
     if (k == "invert") out.push_back("invert:*");
+    if (k == "flip") out.push_back("vflip:*");
   }
   return out;
 }
@@ -103,6 +105,45 @@ torch::Tensor draw_shapes(int64_t n, int64_t h, int64_t w, at::Generator& gen) {
   return out;
 }
 
+torch::Tensor draw_lines(int64_t n, int64_t h, int64_t w, at::Generator& gen) {
+  auto out = torch::zeros({n, 1, h, w}, torch::kFloat32);
+  const double sy = double(h) / 28.0, sx = double(w) / 28.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t pieces = 1 + randint(gen, 3);
+    torch::Tensor img = torch::zeros({h, w}, torch::kFloat32);
+    for (int64_t s = 0; s < pieces; ++s) {
+      const int64_t verts = 2 + randint(gen, 3);  // 1-3 straight segments with sharp corners
+      auto pts = torch::empty({verts, 2}, torch::kFloat64);
+      for (int64_t v = 0; v < verts; ++v) {
+        pts[v][0] = (4.0 + unif(gen, 0.0, 20.0)) * sy;
+        pts[v][1] = (4.0 + unif(gen, 0.0, 20.0)) * sx;
+      }
+      const double r = unif(gen, 0.7, 2.0) * std::min(sy, sx), v = unif(gen, 0.7, 1.0);
+      img = torch::maximum(img, draw_polyline(pts, r, v, h, w));
+    }
+    out[i][0] = img;
+  }
+  return out;
+}
+
+static torch::Tensor flip_outlier(const torch::Tensor& x, at::Generator& gen) {
+  const int64_t h = x.size(1), w = x.size(2);
+  const double norm = x.norm().item<double>();
+  const int64_t start = randint(gen, 4);
+  for (int64_t t = 0; t < 4; ++t) {
+    const int64_t op = (start + t) % 4;
+    torch::Tensor o;
+    if (op == 0) o = x.flip({2});                                  // mirror left-right
+    else if (op == 1) o = x.flip({1});                             // upside down
+    else if (op == 2 && h == w) o = x.transpose(1, 2).flip({2});   // rotate 90 degrees
+    else if (op == 3 && h == w) o = x.transpose(1, 2).flip({1});   // rotate -90 degrees
+    else continue;
+    // Keep it only when it is visibly not the digit it came from.
+    if (norm > 0 && (o - x).norm().item<double>() >= kFlipMinChange * norm) return o.contiguous();
+  }
+  return draw_strokes(1, h, w, gen)[0];
+}
+
 torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, const std::vector<std::string>& kinds) {
   const auto& all = outlier_kinds();
   auto known = [&] {
@@ -142,8 +183,12 @@ torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, co
       o = 1.0 - x[i];
     } else if (k == 6) {
       o = draw_strokes(1, h, w, gen)[0];
-    } else {
+    } else if (k == 7) {
       o = draw_shapes(1, h, w, gen)[0];
+    } else if (k == 8) {
+      o = flip_outlier(x[i], gen);
+    } else {
+      o = draw_lines(1, h, w, gen)[0];
     }
     out[i].copy_(o);
   }

@@ -13,7 +13,8 @@
 //   4. It is pasted into a 28x28 frame with its centre of mass at (14, 14),
 //      MNIST's centring rule. Pixels are in [0, 1], ink high.
 // The randomness comes from a splitmix64 stream seeded by (seed, font index,
-// letter, variant), so every image is reproducible on its own.
+// letter, variant), so every image is reproducible on its own. render_glyph
+// does the same for any character (the glyphs validation set, ood_sources.h).
 #pragma once
 
 #include <torch/types.h>
@@ -39,6 +40,14 @@ struct LetterOptions {
   /// Seed of the variants.
   uint64_t seed = 2024;
 };
+
+/// Render the character `codepoint` (Unicode) of `font_path` (face 0), variant
+/// `variant`, by the steps above, as a [28,28] float32 image. `font_index` and
+/// `key` (any number naming the character within its set) seed the variant's
+/// affine map, so every (font, character, variant) is reproducible on its
+/// own. Throws DataError when the font cannot be read or has no such glyph.
+torch::Tensor render_glyph(const std::string& font_path, int64_t font_index, uint32_t codepoint, uint64_t key,
+                           int64_t variant, const LetterOptions& o = {});
 
 /// Render letter `letter` (0 = 'A' ... 9 = 'J') of the font file `font_path`
 /// (face 0), variant `variant`, as a [28,28] float32 image. `font_index`

@@ -16,6 +16,11 @@
 // x: [N,1,28,28] in [0,1] -> [N,1,28,28] in [0,1]; the same seed gives the
 // same images.
 //
+// Beside the corruptions, one real set is sacrificed for choices: glyphs
+// (Hangul rendered from fonts no test set uses, ood_sources.h), a near-OOD
+// stand-in for handwriting and letters. It is not part of "val-ood" (the
+// post-hoc detectors' choices stay on the corruptions); name it explicitly.
+//
 // train.h's synthesize_outliers draws kinds of the same names row by row for
 // energy-finetune (its blur is a 9x9 box). It stays separate because the
 // shipped models' recipes depend on its exact random stream, and because the
@@ -36,11 +41,12 @@ const std::vector<std::string>& val_ood_kinds();
 /// UsageError for an unknown kind.
 torch::Tensor corrupt(const std::string& kind, const torch::Tensor& x, uint64_t seed);
 
-/// True for a kind above or "val-ood" (all of them).
+/// True for a kind above, "val-ood" (all of them) or "glyphs".
 bool is_val_ood(const std::string& name);
 
 /// The validation-OOD set `kind` for in-distribution dataset `in`: the last
-/// `n` images of its fit split (at most all), corrupted with `seed`. The tail
+/// `n` images of its fit split (at most all), corrupted with `seed`; for
+/// "glyphs", a random subset (by `seed`) of n of its val images. The tail
 /// of the fit split, because fit_posthoc() takes its statistics from the head.
 /// [n,C,H,W].
 torch::Tensor validation_ood(const std::string& kind, const std::string& in, int64_t n, uint64_t seed,

@@ -14,8 +14,14 @@
 //   invert         1 - x                  (the generator of "invert:<name>")
 //   strokes        1-3 random cubic Bezier pen strokes on black (draw_strokes)
 //   shapes         1-3 filled ellipses and rectangles, flat or shaded (draw_shapes)
+//   flip           the image mirrored, upside down or turned 90 degrees, the
+//                  first (from a random start) that differs from the image by
+//                  at least kFlipMinChange of its norm, else strokes: a digit
+//                  that is no digit. Its upside-down turn is the generator of
+//                  the test sets "vflip:<name>".
+//   lines          1-3 chains of 1-3 straight segments with sharp corners (draw_lines)
 //
-// strokes and shapes are line drawings and flat-shaded objects that belong to
+// strokes, shapes and lines are line drawings and flat-shaded objects that belong to
 // no dataset: stand-ins for "other things drawn in a 28x28 frame". They were
 // designed knowing that the near-OOD test sets are handwriting and glyphs and
 // the far ones include icons; no test image was used to make them, and their
@@ -39,7 +45,11 @@ const std::vector<std::string>& outlier_kinds();
 torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen,
                                   const std::vector<std::string>& kinds = outlier_kinds());
 
-/// The OOD test sets that share a generator with `kinds` ("uniform", "invert:*"),
+/// flip keeps a turned image only when |o - x| >= kFlipMinChange * |x|, so that
+/// symmetric digits (0, 1, 8) are not taught as outliers.
+constexpr double kFlipMinChange = 0.5;
+
+/// The OOD test sets that share a generator with `kinds` ("uniform", "invert:*", "vflip:*"),
 /// as a card's "ood_seen" records them (ood.h's seen_in_training reads it).
 std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds);
 
@@ -53,6 +63,11 @@ torch::Tensor draw_polyline(const torch::Tensor& pts, double r, double v, int64_
 /// the central 20x20 box scaled to H,W; radius U(0.7,2.0) px; intensity
 /// U(0.7,1)), combined by max.
 torch::Tensor draw_strokes(int64_t n, int64_t h, int64_t w, at::Generator& gen);
+
+/// n images [n,1,H,W]: each 1-3 chains of 1-3 straight segments (vertices
+/// uniform in the central 20x20 box scaled to H,W; radius U(0.7,2.0) px;
+/// intensity U(0.7,1)), combined by max.
+torch::Tensor draw_lines(int64_t n, int64_t h, int64_t w, at::Generator& gen);
 
 /// n images [n,1,H,W]: each 1-3 filled shapes (ellipse or rotated rectangle,
 /// centre in the central box, half-axes U(2,10) px scaled, grey U(0.2,1), half
