@@ -4,7 +4,7 @@
 // deskewing (identity on unsheared shapes, removes a planted shear), the val
 // selection, input checks; and on MNIST (skipped without the data) the
 // selection on val that the defaults record plus the test accuracy (>= 0.95,
-// issue 21).
+// the bar a second judge must clear).
 //
 // The MNIST figures of knn_judge.h and results/judge/mnist-knn.json come from
 //   EBM_KNN_JUDGE_REPORT=results/judge/mnist-knn.json build/tests/ebm_tests --gtest_filter='KnnJudgeMnist.*'

@@ -1,6 +1,6 @@
 // frechet.h: the Fréchet distance between two Gaussians fitted to feature
 // sets, and the judge's penultimate features it is usually computed in (FID
-// with a small classifier, the usual MNIST practice; issue 21).
+// with a small classifier, the usual MNIST practice).
 //
 // For N(mu_a, C_a) and N(mu_b, C_b) (Dowson & Landau 1982):
 //

@@ -1,6 +1,6 @@
 // knn_judge.h: a second judge of generated digits that is not a CNN: k
 // nearest neighbours on (optionally deskewed) pixels, L2 distance, exact
-// brute force (issue 21, "agreement across judges").
+// brute force.
 //
 // Why a judge of a different kind: a CNN judge shares the inductive biases of
 // the CNN energies that generate the samples, and it reads disconnected stroke
