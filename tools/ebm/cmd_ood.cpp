@@ -59,7 +59,8 @@ void add_eval(CLI::App* ood, Action& run) {
   sub->add_option("--in", o.in(), "In-distribution dataset; its --split is scored")->required();
   sub->add_option("--split", o.split(),
                   "test (reported figures, any OOD sets) or val (for choices: the val split against validation\n"
-                  "OOD only: pixel-shuffle, patch-shuffle, blur, mixup or val-ood, built from the fit split)")
+                  "OOD only: pixel-shuffle, patch-shuffle, blur, mixup or val-ood, built from the fit split, and\n"
+                  "glyphs, the real set sacrificed for choices)")
       ->capture_default_str();
   sub->add_option("--ood", o.ood(), "OOD datasets, comma-separated, e.g. mnist,gaussian,uniform,constant,vflip:fashion-mnist")
       ->required()
