@@ -37,6 +37,14 @@ std::string show(const std::vector<int64_t>& v) {
 }
 using ebm::test::show;
 
+// The quality flags (ebm sample, ebm compose eval), bound to `q`.
+void add_quality(std::map<std::string, std::string>& m, const QualityOptions& q) {
+  m["--frechet"] = show(q.frechet());
+  m["--frechet-n"] = show(q.frechet_n());
+  m["--frechet-draws"] = show(q.draws());
+  m["--knn"] = show(q.knn());
+}
+
 // The shared sampler's six flags, bound to `lo`.
 void add_langevin(std::map<std::string, std::string>& m, const LangevinOptions& lo, const std::string& prefix = "") {
   m["--" + prefix + "steps"] = show(lo.steps());
@@ -57,6 +65,7 @@ TEST(CliDefaults, Sample) {
   const SampleOptions o;
   std::map<std::string, std::string> m{{"--n", show(o.n())}, {"--class", show(o.cls())}, {"--init", show(o.init())}};
   add_langevin(m, o.langevin());
+  add_quality(m, o.quality());
   expect_flag_defaults({"sample"}, m);
   // The sampler `ebm sample` uses is the tuned one, not the primitive's defaults.
   EXPECT_EQ(o.langevin().steps(), tuned_sampler().steps());
@@ -182,6 +191,7 @@ TEST(CliDefaults, Compose) {
   auto me = composer_flags(f);
   me["--n"] = show(e.n());
   me["--judge"] = show(e.judge());
+  add_quality(me, e.quality());
   expect_flag_defaults({"compose", "eval"}, me);
   expect_flag_defaults({"compose", "calibrate"}, {});
   // The tuned composition sampler, not the primitive's defaults.

@@ -126,10 +126,14 @@ ComposeEvalReport evaluate_composition(const Composer& c, const std::vector<std:
     parsed.push_back(parse_expr(s));
     c.resolve(parsed.back());  // every atom before any sampling
   }
+  QualityJudge::check(o.quality(), o.n());  // before any sampling
   DatasetOptions dt;
   dt.split = "test";
   dt.root = c.options().root();
   const auto real = load_dataset(o.real_data(), dt).images;
+  std::optional<std::pair<double, double>> terciles;
+  if (j.has_thickness) terciles = std::make_pair(j.thick_lo, j.thick_hi);
+  const QualityJudge quality(j.digit, o.judge(), o.real_data(), o.quality(), terciles, c.options().root());
 
   ComposeEvalReport rep;
   rep.n = o.n();
@@ -146,6 +150,8 @@ ComposeEvalReport evaluate_composition(const Composer& c, const std::vector<std:
     json r = judge_samples(parsed[i], c.attributes(), j, s.x, real);
     r["expr"] = exprs[i];
     r["mean_energy"] = s.energy.mean().item<double>();
+    rep.quality.push_back(quality.measure(s.x, fixed_attributes(parsed[i], c.attributes()), seed + i));
+    r.update(rep.quality.back().to_json());
     if (has_and(parsed[i])) sum += r["success_rate"].get<double>(), ++cnt;
     rep.rows.push_back(r);
     if (o.keep_grid()) grid_rows.push_back(s.x.narrow(0, 0, std::min<int64_t>(10, o.n())));
@@ -185,6 +191,27 @@ std::string ComposeEvalReport::to_text() const {
       std::snprintf(line, sizeof line, "mean success (pairs) %.3f\n", *mean_success_rate);
       s += line;
     }
+    // The same table for each quality figure that was measured.
+    auto table = [&](const char* title, auto get) {
+      bool any = false;
+      for (const auto& q : quality) any = any || get(q).has_value();
+      if (!any) return;
+      std::snprintf(line, sizeof line, "%s\n%-6s %8s %8s %8s %8s\n", title, "digit", "alone", "thin", "medium", "thick");
+      s += line;
+      for (int d = 0; d < 10; ++d) {
+        std::snprintf(line, sizeof line, "%-6d", d);
+        s += line;
+        for (const size_t k : {size_t(d), size_t(10 + 3 * d), size_t(11 + 3 * d), size_t(12 + 3 * d)}) {
+          const std::optional<double> v = k < quality.size() ? get(quality[k]) : std::optional<double>{};
+          if (v) std::snprintf(line, sizeof line, " %8.2f", *v);
+          else std::snprintf(line, sizeof line, " %8s", "-");
+          s += line;
+        }
+        s += "\n";
+      }
+    };
+    table("Frechet ratio (FD to real / real-vs-real FD, same n)", [](const QualityReport& q) { return q.frechet_ratio; });
+    table("kNN agreement (second judge)", [](const QualityReport& q) { return q.knn_agreement; });
     return s;
   }
   for (const auto& r : rows) {
@@ -192,6 +219,8 @@ std::string ComposeEvalReport::to_text() const {
                   r["expr"].get<std::string>().c_str(), r["success_rate"].get<double>(),
                   r.value("judge_confidence", std::nan("")), r["diversity"]["ratio"].dump().c_str());
     s += line;
+    const size_t i = size_t(&r - rows.data());
+    if (i < quality.size() && !quality[i].to_text().empty()) s += "  " + quality[i].to_text() + "\n";
   }
   return s;
 }

@@ -118,6 +118,7 @@ json SampleReport::to_json() const {
     rep["judge_hash"] = judge_hash;
     rep["judged_starts"] = judged_starts.to_json();
     rep["judged_samples"] = judged_samples.to_json();
+    rep.update(quality.to_json());
   }
   return rep;
 }
@@ -136,6 +137,7 @@ std::string SampleReport::to_text() const {
     }
     s += "\n";
   }
+  if (const std::string q = quality.to_text(); !q.empty()) s += "judged_samples  " + q + "\n";
   return s;
 }
 
@@ -158,6 +160,7 @@ SampleReport sample(const std::string& model, SampleOptions o, const std::set<st
     if (judge_model->num_classes() <= 0) throw UsageError("judge '" + judge + "' is not a classifier");
     if (o.cls() >= judge_model->num_classes())
       throw UsageError("class " + std::to_string(o.cls()) + " is outside the judge's classes");
+    QualityJudge::check(o.quality(), o.n());  // before sampling
   }
   if (o.cls() >= 0) {
     if (e->num_classes() <= 0) throw UsageError("class " + std::to_string(o.cls()) + " given, but '" + model + "' is not a classifier");
@@ -178,6 +181,20 @@ SampleReport sample(const std::string& model, SampleOptions o, const std::set<st
   if (judge_model) {
     rep.judged_starts = judge_images(*judge_model, rep.starts, o.cls());
     rep.judged_samples = judge_images(*judge_model, rep.x, o.cls());
+    if (o.quality().frechet() || o.quality().knn()) {
+      // The dataset the samples imitate: --data, else the model's card, else the judge's.
+      std::string data = o.data().empty() ? card.value("data", std::string()) : o.data();
+      if (data.empty()) data = load_card(judge).value("data", std::string());
+      if (data.empty()) {
+        if (o.quality().frechet())
+          rep.quality.frechet_real = {{"note", "no dataset to compare with: pass --data (neither card names one)"}};
+      } else {
+        const QualityJudge q(judge_model, judge, data, o.quality());
+        RealAttributes a;
+        a.label = o.cls();
+        rep.quality = q.measure(rep.x, a, o.seed());
+      }
+    }
   }
   return rep;
 }

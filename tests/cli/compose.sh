@@ -26,6 +26,7 @@ check "eval" 0 "$EBM" compose eval --expr "digit=3 | digit=8" --n 4 --steps 3 --
 has "eval reports success_rate" "$T/r.json" '"success_rate"'
 has "eval reports per-term rates" "$T/r.json" '"per_term"'
 has "eval reports diversity" "$T/r.json" '"ratio"'
+has "eval reports the Fréchet ratio" "$T/r.json" '"frechet_ratio"'
 check "eval grid with n < 10" 0 "$EBM" compose eval --expr "digit=3;digit=8" --n 4 --steps 2 --grid "$T/e.png" --threads 1 -q
 # One row per expression and n = 4 columns: 4*28 + 5 pads wide, 2*28 + 3 pads high (pad 2).
 size=$(od -An -tu1 -j16 -N8 "$T/e.png" | awk '{print $3*256+$4 "x" $7*256+$8}')

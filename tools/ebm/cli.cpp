@@ -94,6 +94,22 @@ void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& pr
     for (auto* opt : opts) opt->group(group);
 }
 
+void add_quality_flags(CLI::App* sub, QualityOptions& o) {
+  sub->add_flag("--frechet,!--no-frechet", o.frechet(),
+                "Frechet distance of the samples to real test images with the same attributes, in the judge's\n"
+                "penultimate features, beside two real sets of the same size (the real-vs-real reference)")
+      ->default_str(o.frechet() ? "true" : "false");  // flags capture no default; show the struct's
+  sub->add_option("--frechet-n", o.frechet_n(), "Samples (and real images per set) the Frechet distance uses; 0 = all")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--frechet-draws", o.draws(), "Random pairs of real sets the Frechet figures are averaged over")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--knn,!--no-knn", o.knn(),
+                "Share of samples a pixel kNN judge (fitted on mnist/fit) reads as the intended digit (MNIST, a fixed digit)")
+      ->default_str(o.knn() ? "true" : "false");
+}
+
 std::set<std::string> given_langevin_keys(const CLI::App* sub, const std::string& prefix) {
   std::set<std::string> given;
   for (const auto& f : kLangevinFlags)

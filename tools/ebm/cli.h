@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/compose/quality.h"
 #include "ebm/core/langevin.h"
 
 namespace ebm::cli {
@@ -52,6 +53,9 @@ void set_command_line(int argc, char** argv);
 /// --noise-schedule; "purify-" gives --purify-steps, ...
 void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& prefix = "",
                         const std::string& group = "");
+/// Bind --frechet/--no-frechet, --frechet-n, --frechet-draws and --knn/--no-knn to `o`
+/// (ebm compose eval, ebm sample --judge); defaults shown are o's.
+void add_quality_flags(CLI::App* sub, QualityOptions& o);
 /// A schedule flag ("constant", "geometric:0.1", ...) parsed into `target`;
 /// its default shown is target's.
 CLI::Option* add_schedule_flag(CLI::App* sub, const std::string& flag, Schedule& target, const std::string& help);

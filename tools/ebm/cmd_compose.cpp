@@ -80,7 +80,14 @@ void add_eval(CLI::App* parent, Action& run) {
               "success_rate = share of samples satisfying every positive term and no negated one;\n"
               "diversity = mean pairwise L2 of the samples / the same on real test images that the\n"
               "judges find satisfying the expression. With several expressions the JSON has \"pairs\"\n"
-              "and \"mean_success_rate\", the mean over the expressions that contain '&'.\n\n"
+              "and \"mean_success_rate\", the mean over the expressions that contain '&'.\n"
+              "frechet = Frechet distance, in --judge's penultimate features, between the samples and as\n"
+              "many real images with the attributes the expression fixes (digit=d: the dataset's label;\n"
+              "thin/medium/thick: the thickness rule above; atoms under | or ! fix nothing), from the test\n"
+              "split, or from fit when test has fewer than 2n (\"frechet_real\" says which);\n"
+              "frechet_reference = the same between two disjoint real sets of that size; frechet_ratio =\n"
+              "their ratio (FD at small n is biased upward; the reference shares n, so the ratio is fair).\n"
+              "knn_agreement = share a pixel kNN judge (fitted on mnist/fit) reads as the fixed digit.\n\n"
               "Examples:\n"
               "  ebm compose eval --expr \"digit=3 & thick\" --n 100 --json r.json\n"
               "  ebm compose eval --all-pairs --n 100 --json pairs.json   # 10 digits x thin/medium/thick\n");
@@ -94,6 +101,7 @@ void add_eval(CLI::App* parent, Action& run) {
   sub->add_option("--n", eo.n(), "Samples per expression")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--judge", eo.judge(), "Digit judge (never used for generation)")->capture_default_str();
   sub->add_option("--grid", grid, "PNG grid: the first min(10, n) samples of each expression, one row each");
+  add_quality_flags(sub, eo.quality());
   add_composer_flags(sub, f);
   add_common(sub, c, true);
   sub->callback([&run] {

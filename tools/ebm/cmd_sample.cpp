@@ -33,13 +33,18 @@ void add_sample(CLI::App& app, Action& run) {
   sub->add_option("--judge", judge,
                   "Classifier that reads the starts and the samples (never the --model itself): class histogram,\n"
                   "mean confidence and, with --class, the share it reads as that class");
+  add_quality_flags(sub, o.quality());
   add_langevin_flags(sub, o.langevin());
   add_common(sub, c, true);
   sub->footer(
       "A model card may carry the sampler its model was tuned for, e.g. models/fmnist-jem:\n"
       "  \"sampler\": {\"init\": \"gaussian\", \"steps\": 20, \"step_size\": 0.2, \"noise\": 0.005, \"grad_clip\": 0}\n"
       "Those values replace the defaults above; flags given on the command line still win.\n"
-      "The report lists what came from the card under \"sampler_from_card\".");
+      "The report lists what came from the card under \"sampler_from_card\".\n"
+      "With --judge the report also gives the Frechet distance of the samples to as many real test\n"
+      "images (of --class, else all; dataset: --data, else the card's) in the judge's features, the\n"
+      "same for two disjoint real sets (frechet_reference) and their ratio; for MNIST with --class,\n"
+      "knn_agreement (a pixel kNN judge fitted on mnist/fit). Off with --no-frechet / --no-knn.");
   sub->callback([&run, sub] {
     run = [sub] {
       apply_common(c);

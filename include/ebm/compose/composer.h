@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ebm/compose/attributes.h"
+#include "ebm/compose/quality.h"
 
 namespace ebm {
 
@@ -74,6 +75,10 @@ struct ComposeEvalOptions {
   TORCH_ARG(std::string, real_data) = "mnist";
   /// Keep the first min(10, n) samples of each expression (for a grid).
   TORCH_ARG(bool, keep_grid) = false;
+  /// Fréchet distance in the judge's features against real_data images with
+  /// the attributes each expression fixes (fixed_attributes), its real-vs-real
+  /// reference, and kNN agreement on fixed digits (quality.h).
+  TORCH_ARG(QualityOptions, quality) = {};
 };
 
 /// The 40 expressions of the all-pairs table: digit=d alone (10, the
@@ -90,7 +95,11 @@ struct ComposeEvalReport {
   int64_t n = 0;
   std::string judge, judge_hash;
   nlohmann::json generation;              ///< Composer::describe()
-  std::vector<nlohmann::json> rows;       ///< judge_samples() + "expr", "mean_energy"
+  /// judge_samples() + "expr", "mean_energy" + QualityReport::to_json()
+  /// ("frechet", "frechet_reference", "frechet_ratio", "frechet_real",
+  /// "knn_agreement", "knn_judge").
+  std::vector<nlohmann::json> rows;
+  std::vector<QualityReport> quality;     ///< per row, as merged into it
   /// Mean success over the expressions that contain an AND (the pairs).
   std::optional<double> mean_success_rate;
   bool all_pairs = false;                 ///< rows are all_pairs_expressions()
@@ -99,7 +108,8 @@ struct ComposeEvalReport {
 
   /// One expression: its row merged at the top level; several: "pairs".
   nlohmann::json to_json() const;
-  /// The 10 x 4 table for all pairs, else one line per expression.
+  /// The 10 x 4 table for all pairs (and, when measured, the same table of
+  /// Fréchet ratios and of kNN agreement), else one line per expression.
   std::string to_text() const;
 };
 

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "ebm/compose/quality.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/langevin.h"
 
@@ -47,8 +48,14 @@ struct SampleOptions {
   TORCH_ARG(int64_t, cls) = -1;
   /// Dataset of the Gaussian starts; "" = the model card's "data".
   TORCH_ARG(std::string, data) = "";
-  /// Seed of starts and noise.
+  /// Seed of starts and noise (and of the real sets the Fréchet distance uses).
   TORCH_ARG(uint64_t, seed) = 0;
+  /// With a judge: Fréchet distance of the samples in the judge's features to
+  /// real test images (of class cls when cls >= 0, else all), its real-vs-real
+  /// reference, and, for MNIST with a class, kNN agreement (quality.h). The
+  /// real images are the dataset `data` names, else the model card's "data",
+  /// else the judge's card's "data".
+  TORCH_ARG(QualityOptions, quality) = {};
 };
 
 /// The sampler keys a card's "sampler" entry may hold, and the field each sets.
@@ -79,6 +86,7 @@ struct SampleReport {
   double mean_energy = 0;
   std::string judge, judge_hash;  ///< empty without a judge
   JudgedImages judged_starts, judged_samples;
+  QualityReport quality;          ///< of the samples; empty without a judge
 
   nlohmann::json to_json() const;
   /// Human-readable lines (judge figures); empty without a judge.
@@ -88,7 +96,8 @@ struct SampleReport {
 /// Load `model`, fill o's sampler from its card (except `given` keys), draw
 /// o.n samples and, when `judge` is non-empty, let that classifier read the
 /// starts and the samples. UsageError if the judge is the model itself or not
-/// a classifier; DivergenceError if the chains blow up.
+/// a classifier; DivergenceError if the chains blow up. With a judge, the
+/// report also holds o.quality's measurements of the samples (quality.h).
 /// `on_step(done, total)` reports progress in chain steps.
 SampleReport sample(const std::string& model, SampleOptions o, const std::set<std::string>& given = {},
                     const std::string& judge = "", const std::function<void(int64_t, int64_t)>& on_step = {});
