@@ -1,5 +1,5 @@
 // quality.h: how close generated images are to real images with the same
-// attributes, beside the judges' success rate (issue 21, "How quality is
+// attributes, beside the judges' success rate ("How quality is
 // measured"). One implementation, QualityJudge::measure, serves `ebm compose
 // eval` (evaluate_composition) and `ebm sample --judge` (sample()).
 //
