@@ -29,7 +29,21 @@ while [ "$kills" -lt 10 ]; do
   resume=(); [ -e "$T/run/checkpoint.pt" ] && resume=(--resume)
   "$EBM" "${args[@]}" --out "$T/run" "${resume[@]}" >"$T/run.out" 2>"$T/run.err" &
   pid=$!
-  sleep "$(( RANDOM % 20 / 10 + 1 )).$(( RANDOM % 10 ))"  # 1.0 .. 2.9 s: startup, steps, or a checkpoint write
+  if [ "$kills" -lt 2 ]; then
+    sleep "$(( RANDOM % 20 / 10 + 1 )).$(( RANDOM % 10 ))"  # 1.0 .. 2.9 s: startup, steps, or a checkpoint write
+  else
+    # Later kills wait for this run's first new checkpoint (each write is a rename,
+    # so the inode changes), then land 0.0 .. 0.9 s after it: in the steps or the
+    # next write. Fixed sleeps alone drift onto startup on a loaded machine.
+    ino=$(stat -c %i "$T/run/checkpoint.pt" 2>/dev/null || echo none)
+    for _ in $(seq 600); do
+      kill -0 "$pid" 2>/dev/null || break
+      now=$(stat -c %i "$T/run/checkpoint.pt" 2>/dev/null || echo none)
+      [ "$now" != "$ino" ] && break
+      sleep 0.1
+    done
+    sleep "0.$(( RANDOM % 10 ))"
+  fi
   if ! kill -0 "$pid" 2>/dev/null; then  # finished (or failed) before the kill
     wait "$pid"; rc=$?
     if [ "$rc" != 0 ]; then echo "FAIL: a resume failed (exit $rc)"; sed 's/^/  | /' "$T/run.err" | head -5; fails=$((fails + 1)); break; fi
