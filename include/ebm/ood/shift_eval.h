@@ -112,7 +112,7 @@ struct ShiftOptions {
   TORCH_ARG(int64_t, levels) = 6;
   /// Clean test images (the first n of the split; -1 = all). 2000 keeps a
   /// 7-family, 6-level run with every standard detector within minutes on two
-  /// cores (37 sets of n images are scored), and is all of MNIST's test split.
+  /// cores (36 sets of n images are scored), and is all of MNIST's test split.
   TORCH_ARG(int64_t, n) = 2000;
   /// Seed of the shifts (shift.h), of synthetic mix partners and of the post-hoc choices.
   TORCH_ARG(uint64_t, seed) = 0;
