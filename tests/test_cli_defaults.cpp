@@ -61,12 +61,25 @@ TEST(CliDefaults, DataExport) {
                        {{"--data", show(o.data)}, {"--split", show(o.split)}, {"--n", show(o.n)}, {"--noise", show(o.noise)}});
 }
 
+// The annealed sampler's flags and --sampler, bound to `a` and `method`.
+void add_annealed(std::map<std::string, std::string>& m, const AnnealedOptions& a, const std::string& method) {
+  m["--sampler"] = show(method);
+  m["--sigma-max"] = show(a.sigma_max());
+  m["--sigma-min"] = show(a.sigma_min());
+  m["--levels"] = show(a.levels());
+  m["--steps-per-level"] = show(a.steps_per_level());
+  m["--epsilon"] = show(a.epsilon());
+  m["--corrector"] = show(a.corrector());
+}
+
 TEST(CliDefaults, Sample) {
   const SampleOptions o;
   std::map<std::string, std::string> m{{"--n", show(o.n())}, {"--class", show(o.cls())}, {"--init", show(o.init())}};
   add_langevin(m, o.langevin());
+  add_annealed(m, o.annealed(), o.sampler());
   add_quality(m, o.quality());
   expect_flag_defaults({"sample"}, m);
+  EXPECT_EQ(o.annealed().levels(), image_annealed_sampler().levels());
   // The sampler `ebm sample` uses is the tuned one, not the primitive's defaults.
   EXPECT_EQ(o.langevin().steps(), tuned_sampler().steps());
   EXPECT_EQ(o.langevin().grad_clip(), tuned_sampler().grad_clip());
@@ -125,6 +138,7 @@ TEST(CliDefaults, Train) {
                                    {"--clip-grad-norm", show(o.clip_grad_norm())},
                                    {"--data-noise", show(o.data_noise())},
                                    {"--noise-augment", show(o.noise_augment())},
+                                   {"--noise-augment-sigmas", show(o.noise_augment_sigmas())},
                                    {"--buffer-size", show(o.buffer_size())},
                                    {"--reinit", show(o.reinit())},
                                    {"--purify-fraction", show(o.purify_fraction())},
@@ -179,6 +193,7 @@ std::map<std::string, std::string> composer_flags(const ComposerOptions& f) {
                                        {"--init", show(f.init())},
                                        {"--init-noise", show(f.sample().init_noise())}};
   add_langevin(m, f.sample().langevin());
+  add_annealed(m, f.sample().annealed(), f.sample().sampler());
   return m;
 }
 

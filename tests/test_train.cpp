@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "scratch_dir.h"
+#include "ebm/core/annealed.h"
 #include "ebm/core/common.h"
 #include "ebm/io/data.h"
 #include "ebm/core/models.h"
@@ -97,6 +98,42 @@ TEST(Losses, DsmMatchesAnalyticAndFiniteDifference) {
   auto tgt = (xc - x) / sig.view({-1, 1, 1, 1});
   auto want_c = (0.5 * (sig.view({-1, 1, 1, 1}) * (xc - 0.3) - tgt).pow(2).flatten(1).sum(1)).mean();
   EXPECT_NEAR(dsm_loss(e, x, sig, eps, /*clip=*/true).item<double>(), want_c.item<double>(), 1e-12);
+}
+
+TEST(Losses, DsmIsZeroForTheExactNoiseConditionalEnergy) {
+  // Data: a point mass at mu. Blurred by sigma it is N(mu, sigma^2 I), whose
+  // energy E(x, sigma) = |x - mu|^2 / (2 sigma^2) has sigma * grad E(x~) = eps
+  // exactly, at every sigma of the batch. dsm_loss must ask for each image's
+  // level: a sigma-blind energy, right at one sigma only, is not zero.
+  const auto mu = torch::full({1, 3, 3}, 0.4, torch::kFloat64);
+  GaussianNoiseConditional exact(mu, 0.0);
+  auto x = mu.expand({4, 1, 3, 3}).clone();
+  auto eps = torch::randn({4, 1, 3, 3}, torch::kFloat64);
+  auto sig = torch::tensor({0.01, 0.1, 0.5, 1.0}, torch::kFloat64);
+  EXPECT_NEAR(dsm_loss(exact, x, sig, eps).item<double>(), 0.0, 1e-12);
+  GaussianEnergy blind(mu, 0.1);
+  EXPECT_GT(dsm_loss(blind, x, sig, eps).item<double>(), 1.0);
+}
+
+TEST(Models, NoiseConditionalConvEBM) {
+  at::manual_seed(4);
+  NativeModel m({{"type", "conv-ebm-nc"}, {"width", 4}, {"sigma_min", 0.02}});
+  EXPECT_TRUE(m.noise_conditional());
+  EXPECT_EQ(m.num_classes(), 0);
+  auto x = torch::rand({3, 1, 28, 28});
+  const auto e_min = m.energy_at(x, torch::full({3}, 0.02));
+  EXPECT_TRUE(torch::allclose(m.energy(x), e_min));  // energy(x) is the energy at sigma_min
+  // The level is an input: each row is scored at its own sigma.
+  const auto mixed = m.energy_at(x, torch::tensor({0.02f, 0.5f, 1.0f}));
+  EXPECT_FLOAT_EQ(mixed[0].item<float>(), e_min[0].item<float>());
+  EXPECT_NE(mixed[1].item<float>(), m.energy_at(x, torch::full({3}, 0.02))[1].item<float>());
+  EXPECT_THROW(m.energy_at(x, torch::full({2}, 0.1)), c10::Error);  // sigma must be [B]
+  EXPECT_THROW(NativeModel({{"type", "conv-ebm-nc"}, {"sigma_min", -1}}), DataError);
+  EXPECT_THROW(NativeModel({{"type", "conv-ebm-nc"}, {"sigma_min", "small"}}), DataError);
+  // A plain conv-ebm is sigma-blind.
+  NativeModel plain({{"type", "conv-ebm"}, {"width", 4}});
+  EXPECT_FALSE(plain.noise_conditional());
+  EXPECT_TRUE(plain.energy_at(x, torch::full({3}, 0.3)).equal(plain.energy(x)));
 }
 
 TEST(ReplayBuffer, ReinitFractionHonoured) {
@@ -285,6 +322,15 @@ TEST(Train, SmokeEveryTask) {
   EXPECT_EQ(dw.card["options"]["init"], dsm);
   EXPECT_EQ(load_card(dsm_warm)["arch"], load_card(dsm)["arch"]);
   EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-from-clf")).init(clf).arch(nullptr)), UsageError);
+  // A noise-conditional DSM: its card names the smallest trained sigma, the
+  // level energy(x) uses; only --task dsm trains one.
+  const std::string nc = tmpdir("dsm-nc");
+  auto ncr = train(tiny("dsm", nc).arch(nullptr).arch_type("conv-ebm-nc").width(4).dsm_sigmas({0.05, 0.5, 1.0}));
+  EXPECT_EQ(load_card(nc)["arch"]["type"], "conv-ebm-nc");
+  EXPECT_DOUBLE_EQ(load_card(nc)["arch"]["sigma_min"].get<double>(), 0.05);
+  EXPECT_TRUE(load_model(nc)->noise_conditional());
+  EXPECT_TRUE(ncr.card["metrics"].contains("tweedie_psnr_sigma_0.50"));
+  EXPECT_THROW(train(tiny("clf", tmpdir("clf-nc")).arch(nullptr).arch_type("conv-ebm-nc").width(4)), UsageError);
   // Purification augmentation with the tiny DSM as purifier (card without a
   // "purify" entry: the PurifyOptions defaults, 50 steps).
   auto pa = train(tiny("clf", tmpdir("clf-pa")).purify_augment(dsm).purify_fraction(0.5));

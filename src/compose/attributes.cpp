@@ -286,12 +286,21 @@ LangevinOptions composition_sampler() {
       .noise_schedule(Schedule::parse("geometric:0.02"));
 }
 
+std::string resolve_sampler(const std::string& sampler, const Energy& e) {
+  if (sampler == "auto") return e.noise_conditional() ? "annealed" : "langevin";
+  if (sampler == "langevin" || sampler == "annealed") return sampler;
+  throw UsageError("unknown sampler '" + sampler + "' (use auto, langevin or annealed)");
+}
+
 ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& o,
                               const std::function<void(int64_t, int64_t)>& on_step) {
   if (n < 1) throw UsageError("--n must be >= 1, got " + std::to_string(n));
   if (o.restarts() < 1) throw UsageError("--restarts must be >= 1, got " + std::to_string(o.restarts()));
+  const bool annealed = resolve_sampler(o.sampler(), e) == "annealed";
+  if (annealed) check_annealed_options(o.annealed());
   auto gen = at::detail::createCPUGenerator(o.seed());
-  const int64_t total = n * o.restarts(), steps = o.langevin().steps();
+  const int64_t total = n * o.restarts(),
+                steps = annealed ? o.annealed().levels() * o.annealed().steps_per_level() : o.langevin().steps();
   std::vector<torch::Tensor> xs, es, ss;
   int64_t done = 0;
   for (int64_t i = 0; i < total; i += o.batch()) {
@@ -303,17 +312,28 @@ ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& 
     } else {
       x0 = torch::rand({b, 1, 28, 28}, gen);
     }
-    const auto r = langevin(e, x0, o.langevin(), {}, &gen, [&](const LangevinStep& s) {
-      if (on_step) on_step((done + (s.step + 1) * b) , total * steps);
-    });
-    if (r.diverged) throw DivergenceError("composition sampling diverged at step " + std::to_string(r.steps_run) +
-                                          "; lower --step-size or raise --grad-clip");
+    if (annealed) {
+      const int64_t per = o.annealed().steps_per_level();
+      const auto r = annealed_langevin(e, x0, o.annealed(), &gen, [&](int64_t level, int64_t) {
+        if (on_step) on_step(done + level * per * b, total * steps);
+      });
+      torch::NoGradGuard ng;
+      xs.push_back(r.x.clamp(0, 1));  // the chain runs unclamped (annealed.h); images are [0,1]
+      es.push_back(e.energy(xs.back()).detach());
+    } else {
+      const auto r = langevin(e, x0, o.langevin(), {}, &gen, [&](const LangevinStep& s) {
+        if (on_step) on_step((done + (s.step + 1) * b), total * steps);
+      });
+      if (r.diverged) throw DivergenceError("composition sampling diverged at step " + std::to_string(r.steps_run) +
+                                            "; lower --step-size or raise --grad-clip");
+      xs.push_back(r.x);
+      es.push_back(r.energy.detach());
+    }
     done += b * steps;
-    xs.push_back(r.x);
-    es.push_back(r.energy.detach());
+    const auto& xk = xs.back();
     if (o.select_energy()) {
       torch::NoGradGuard ng;
-      ss.push_back(o.select_energy()->energy(r.x).detach());
+      ss.push_back(o.select_energy()->energy(xk).detach());
     }
   }
   // Chain k of sample j is row k*n + j; keep each sample's lowest-energy chain.

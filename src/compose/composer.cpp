@@ -22,10 +22,20 @@ bool no_prior(const std::string& p) { return p.empty() || p == "none"; }
 Composer::Composer(ComposerOptions o) : o_(std::move(o)) {
   if (o_.select() != "expr" && o_.select() != "total")
     throw UsageError("select '" + o_.select() + "' is not expr or total");
-  if (o_.init() != "data" && o_.init() != "uniform") throw UsageError("init '" + o_.init() + "' is not data or uniform");
+  if (o_.init() != "data" && o_.init() != "uniform" && o_.init() != "auto")
+    throw UsageError("init '" + o_.init() + "' is not auto, data or uniform");
   if (o_.attr_models().empty()) throw UsageError("composition needs at least one attribute model");
   attrs_ = AttributeSet(o_.attr_models());
   if (!no_prior(o_.prior())) prior_ = load_model(o_.prior());
+  // Attribute models are classifiers (sigma-blind), so the prior alone decides
+  // what "auto" means; every composed energy is noise-conditional iff it is.
+  if (prior_) {
+    sampler_ = resolve_sampler(o_.sample().sampler(), *prior_);
+  } else {
+    GaussianEnergy blind(torch::zeros({1}), 1.0);
+    sampler_ = resolve_sampler(o_.sample().sampler(), blind);
+  }
+  init_ = o_.init() != "auto" ? o_.init() : sampler_ == "annealed" ? "uniform" : "data";
 }
 
 void Composer::resolve(const Expr& e) const { build_energy(e, attrs_, o_.compose(), nullptr); }
@@ -33,9 +43,9 @@ void Composer::resolve(const Expr& e) const { build_energy(e, attrs_, o_.compose
 ComposeSamples Composer::sample(const Expr& e, int64_t n, uint64_t seed,
                                 const std::function<void(int64_t, int64_t)>& on_step) const {
   const auto energy = build_energy(e, attrs_, o_.compose(), prior_);
-  auto so = ComposeSampleOptions(o_.sample()).seed(seed);
+  auto so = ComposeSampleOptions(o_.sample()).seed(seed).sampler(sampler_);
   if (o_.select() == "expr") so.select_energy(build_energy(e, attrs_, ComposeOptions(o_.compose()).guidance(1.0), nullptr));
-  if (o_.init() == "data") {
+  if (init_ == "data") {
     if (!pool_.defined()) {
       DatasetOptions d;
       d.split = "fit";  // only the split trainers see
@@ -57,7 +67,25 @@ json Composer::describe(uint64_t seed) const {
   const auto& c = o_.compose();
   const auto& s = o_.sample();
   const auto& lo = s.langevin();
-  const bool data = o_.init() == "data";
+  const auto& ao = s.annealed();
+  const bool data = init_ == "data";
+  const json sampler =
+      sampler_ == "annealed"
+          ? json{{"method", "annealed"},
+                 {"sigma_max", ao.sigma_max()},
+                 {"sigma_min", ao.sigma_min()},
+                 {"levels", ao.levels()},
+                 {"steps_per_level", ao.steps_per_level()},
+                 {"epsilon", ao.epsilon()},
+                 {"corrector", ao.corrector()},
+                 {"tweedie_end", ao.tweedie_end()}}
+          : json{{"method", "langevin"},
+                 {"steps", lo.steps()},
+                 {"step_size", lo.step_size()},
+                 {"noise", lo.noise()},
+                 {"grad_clip", lo.grad_clip()},
+                 {"step_schedule", lo.step_schedule().str()},
+                 {"noise_schedule", lo.noise_schedule().str()}};
   return {{"attr_models", cal},
           {"prior", no_prior(o_.prior()) ? "none" : o_.prior()},
           {"prior_hash", no_prior(o_.prior()) ? "" : model_hash(o_.prior())},
@@ -69,13 +97,7 @@ json Composer::describe(uint64_t seed) const {
           {"select", o_.select()},
           {"init", data ? o_.init_data() + "/fit images + N(0, init_noise^2), clipped" : "uniform U(0,1)"},
           {"init_noise", data ? s.init_noise() : 0.0},
-          {"sampler",
-           {{"steps", lo.steps()},
-            {"step_size", lo.step_size()},
-            {"noise", lo.noise()},
-            {"grad_clip", lo.grad_clip()},
-            {"step_schedule", lo.step_schedule().str()},
-            {"noise_schedule", lo.noise_schedule().str()}}},
+          {"sampler", sampler},
           {"seed", seed}};
 }
 

@@ -12,8 +12,14 @@
 
 namespace ebm {
 
-torch::Tensor GaussianNoiseConditional::energy(const torch::Tensor& x, double sigma) {
-  const double var = s_ * s_ + sigma * sigma;
+torch::Tensor GaussianNoiseConditional::energy(const torch::Tensor& x) {
+  return (x - mu_).pow(2).flatten(1).sum(1) / (2.0 * s_ * s_);
+}
+
+torch::Tensor GaussianNoiseConditional::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "GaussianNoiseConditional: sigma must be [B], got ",
+              sigma.sizes());
+  const auto var = sigma.to(x.dtype()).pow(2) + s_ * s_;
   return (x - mu_).pow(2).flatten(1).sum(1) / (2.0 * var);
 }
 
@@ -23,10 +29,8 @@ std::string GaussianNoiseConditional::describe() const {
   return s.str();
 }
 
-std::string EnergyAtSigma::describe() const {
-  std::ostringstream s;
-  s << e_.describe() << " at sigma=" << sigma_;
-  return s.str();
+AnnealedOptions image_annealed_sampler() {
+  return AnnealedOptions().sigma_max(1.0).sigma_min(0.01).levels(10).steps_per_level(20).epsilon(2e-5).corrector("ula");
 }
 
 double annealed_sigma(const AnnealedOptions& o, int64_t level) {
@@ -62,7 +66,7 @@ void check_finite(const torch::Tensor& e, const torch::Tensor& g, double sigma) 
 
 }  // namespace
 
-AnnealedResult annealed_langevin(NoiseConditionalEnergy& e, const torch::Tensor& x0, const AnnealedOptions& o,
+AnnealedResult annealed_langevin(Energy& e, const torch::Tensor& x0, const AnnealedOptions& o,
                                  at::Generator* gen, const std::function<void(int64_t, int64_t)>& on_level) {
   check_annealed_options(o);
   TORCH_CHECK(x0.dim() >= 2, "annealed_langevin: x0 must be [B,...], got ", x0.sizes());
@@ -130,8 +134,7 @@ AnnealedResult annealed_langevin(NoiseConditionalEnergy& e, const torch::Tensor&
   }
   if (proposed_total > 0) r.acceptance_rate = double(accepted_total) / double(proposed_total);
   if (o.tweedie_end()) {
-    EnergyAtSigma last(e, o.sigma_min());
-    x = tweedie_step(last, x, o.sigma_min(), o.clamp());
+    x = tweedie_step(e, x, o.sigma_min(), o.clamp());
     r.energy_evaluations += 1;
   }
   r.x = x;

@@ -13,13 +13,28 @@ SumEnergy::SumEnergy(std::vector<Term> terms) : terms_(std::move(terms)) {
   for (auto& t : terms_) TORCH_CHECK(t.energy, "SumEnergy: null term");
 }
 
-torch::Tensor SumEnergy::energy(const torch::Tensor& x) {
+namespace {
+// The terms' energies, sigma-blind (sigma undefined) or at sigma [B].
+torch::Tensor term_energy(Energy& e, const torch::Tensor& x, const torch::Tensor& sigma) {
+  return sigma.defined() ? e.energy_at(x, sigma) : e.energy(x);
+}
+}  // namespace
+
+torch::Tensor SumEnergy::energy(const torch::Tensor& x) { return energy_at(x, {}); }
+
+torch::Tensor SumEnergy::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
   torch::Tensor total;
   for (auto& t : terms_) {
-    auto e = t.energy->energy(x) * t.weight;
+    auto e = term_energy(*t.energy, x, sigma) * t.weight;
     total = total.defined() ? total + e : e;
   }
   return total;
+}
+
+bool SumEnergy::noise_conditional() const {
+  for (auto& t : terms_)
+    if (t.energy->noise_conditional()) return true;
+  return false;
 }
 
 std::string SumEnergy::describe() const {
@@ -37,10 +52,18 @@ OrEnergy::OrEnergy(std::vector<EnergyPtr> terms, double temperature)
   if (!(temperature > 0)) throw UsageError("OR temperature must be > 0, got " + std::to_string(temperature));
 }
 
-torch::Tensor OrEnergy::energy(const torch::Tensor& x) {
+torch::Tensor OrEnergy::energy(const torch::Tensor& x) { return energy_at(x, {}); }
+
+torch::Tensor OrEnergy::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
   std::vector<torch::Tensor> es;
-  for (auto& t : terms_) es.push_back(t->energy(x));
+  for (auto& t : terms_) es.push_back(term_energy(*t, x, sigma));
   return -torch::logsumexp(torch::stack(es, 1) * (-s_), 1) / s_;
+}
+
+bool OrEnergy::noise_conditional() const {
+  for (auto& t : terms_)
+    if (t->noise_conditional()) return true;
+  return false;
 }
 
 std::string OrEnergy::describe() const {
@@ -57,6 +80,10 @@ AffineEnergy::AffineEnergy(EnergyPtr inner, double shift, double scale)
 }
 
 torch::Tensor AffineEnergy::energy(const torch::Tensor& x) { return (inner_->energy(x) - shift_) / scale_; }
+
+torch::Tensor AffineEnergy::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
+  return (inner_->energy_at(x, sigma) - shift_) / scale_;
+}
 
 std::string AffineEnergy::describe() const {
   std::ostringstream s;

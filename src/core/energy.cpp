@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <sstream>
 
 namespace ebm {
@@ -52,6 +53,20 @@ torch::Tensor GaussianEnergy::energy(const torch::Tensor& x) {
 std::string GaussianEnergy::describe() const {
   std::ostringstream s;
   s << "gaussian(sigma=" << sigma_ << ")";
+  return s.str();
+}
+
+EnergyAtSigma::EnergyAtSigma(Energy& inner, double sigma) : inner_(inner), sigma_(sigma) {
+  TORCH_CHECK(sigma > 0 && std::isfinite(sigma), "EnergyAtSigma: sigma must be a finite number > 0, got ", sigma);
+}
+
+torch::Tensor EnergyAtSigma::energy(const torch::Tensor& x) {
+  return inner_.energy_at(x, torch::full({x.size(0)}, sigma_, x.options()));
+}
+
+std::string EnergyAtSigma::describe() const {
+  std::ostringstream s;
+  s << inner_.describe() << " at sigma=" << sigma_;
   return s.str();
 }
 

@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -69,6 +70,22 @@ torch::Tensor ConvEBMImpl::forward(const torch::Tensor& x) {
   return head->forward(body->forward(x * 2 - 1)).squeeze(1);
 }
 
+// ---------------------------------------------------------------- NoiseConditionalEBM
+NoiseConditionalEBMImpl::NoiseConditionalEBMImpl(const NoiseConditionalEBMOptions& o) : options(o) {
+  TORCH_CHECK(o.width() > 0 && o.channels() > 0, "NoiseConditionalEBM: width and channels must be > 0");
+  net = register_module("net", ConvEBM(ConvEBMOptions().channels(o.channels() + 1).width(o.width())));
+}
+
+torch::Tensor NoiseConditionalEBMImpl::forward(const torch::Tensor& x, const torch::Tensor& sigma) {
+  check_input(x, options.channels(), "NoiseConditionalEBM");
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "NoiseConditionalEBM expects sigma [B] with B = ",
+              x.size(0), ", got ", sigma.sizes());
+  const auto s = sigma.to(x.dtype());
+  // ConvEBM maps its input v to 2v - 1, so this plane spans [-1, 1] over sigma in [0.01, 1].
+  const auto plane = (1.0 + s.log() / std::log(100.0)).view({-1, 1, 1, 1}).expand({x.size(0), 1, 28, 28});
+  return net->forward(torch::cat({x, plane}, 1)) / s;
+}
+
 // ---------------------------------------------------------------- ConvClassifier
 ConvClassifierImpl::ConvClassifierImpl(const ConvClassifierOptions& o) : options(o) {
   const int64_t w = o.width();
@@ -122,6 +139,18 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
     ConvEBM m(ConvEBMOptions().channels(ch).width(width));
     module_ = m.ptr();
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
+  } else if (type == "conv-ebm-nc") {
+    if (arch.contains("sigma_min") && !arch["sigma_min"].is_number())
+      throw DataError("architecture \"sigma_min\" must be a number, got " + arch["sigma_min"].dump().substr(0, 40));
+    const double sigma_min = arch.value("sigma_min", 0.01);
+    if (!(sigma_min > 0 && sigma_min < 100))
+      throw DataError("architecture \"sigma_min\" must be a number in (0, 100), got " + std::to_string(sigma_min));
+    NoiseConditionalEBM m(NoiseConditionalEBMOptions().channels(ch).width(width));
+    module_ = m.ptr();
+    forward_sigma_ = [m](const torch::Tensor& x, const torch::Tensor& s) mutable { return m->forward(x, s); };
+    forward_ = [m, sigma_min](const torch::Tensor& x) mutable {
+      return m->forward(x, torch::full({x.size(0)}, sigma_min, x.options()));
+    };
   } else if (type == "conv-classifier") {
     num_classes_ = arch_int(arch, "num_classes", 10, 2, 10000);
     if ((arch.contains("activation") && !arch["activation"].is_string()) ||
@@ -138,7 +167,7 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
     classifier_ = m;
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
   } else {
-    throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-classifier)");
+    throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-ebm-nc, conv-classifier)");
   }
   set_card({{"arch", arch_}});
 }
@@ -146,6 +175,10 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
 torch::Tensor NativeModel::energy(const torch::Tensor& x) {
   auto out = forward_(x);
   return num_classes_ > 0 ? free_energy(out, temperature) : out;
+}
+
+torch::Tensor NativeModel::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
+  return forward_sigma_ ? forward_sigma_(x, sigma) : energy(x);
 }
 
 torch::Tensor NativeModel::logits(const torch::Tensor& x) {

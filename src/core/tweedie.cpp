@@ -9,7 +9,8 @@
 namespace ebm {
 
 torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma, bool clamp) {
-  const auto g = energy_grad(e, z);
+  EnergyAtSigma at(e, sigma);  // a noise-conditional energy at this level; any other unchanged
+  const auto g = energy_grad(at, z);
   if (!torch::isfinite(g).all().item<bool>())
     throw DivergenceError("Tweedie step at sigma " + std::to_string(sigma) + ": the energy gradient is not finite");
   const auto x = (z - sigma * sigma * g).detach();

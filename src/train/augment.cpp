@@ -64,6 +64,14 @@ torch::Tensor Augmentation::apply(Energy& model, const torch::Tensor& x_in, cons
     const auto sd = o_.noise_augment() * torch::rand({x.size(0), 1, 1, 1}, gen);
     x = (x + sd * torch::randn(x.sizes(), gen)).clamp(0, 1);
   }
+  if (!o_.noise_augment_sigmas().empty()) {
+    // Level L (one past the list) is "clean": sigma 0.
+    auto levels = o_.noise_augment_sigmas();
+    levels.push_back(0.0);
+    const auto idx = torch::randint(int64_t(levels.size()), {x.size(0)}, gen, torch::kInt64);
+    const auto sd = torch::tensor(levels, torch::kFloat64).to(x.scalar_type()).index_select(0, idx).view({-1, 1, 1, 1});
+    x = x + sd * torch::randn(x.sizes(), gen);
+  }
   if (o_.adv_eps() > 0) {
     // Madry adversarial training on a share of the batch (clean images in, PGD out).
     const auto a = attack_share(model, clean, y, o_.adv_fraction(), o_.adv_eps(), o_.adv_steps(),

@@ -34,6 +34,11 @@ std::string to_string(ChainInit init) {
 
 LangevinOptions tuned_sampler() { return LangevinOptions().steps(200).step_size(10.0).noise(0.005).grad_clip(0.03); }
 
+std::string parse_sampler(const std::string& s) {
+  if (s == "auto" || s == "langevin" || s == "annealed") return s;
+  throw UsageError("unknown sampler '" + s + "' (use auto, langevin or annealed)");
+}
+
 json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::string>& given) {
   json applied = json::array();
   if (!card.contains("sampler")) return applied;
@@ -58,6 +63,19 @@ json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::
   take("step_schedule", [&](const std::string& v) { lo.step_schedule(Schedule::parse(v)); }, std::string{});
   take("noise_schedule", [&](const std::string& v) { lo.noise_schedule(Schedule::parse(v)); }, std::string{});
   take("init", [&](const std::string& v) { o.init(to_string(parse_chain_init(v))); }, std::string{});
+  take("method", [&](const std::string& v) { o.sampler(parse_sampler(v)); }, std::string{});
+  AnnealedOptions& ao = o.annealed();
+  take("sigma_max", [&](double v) { ao.sigma_max(v); }, double{});
+  take("sigma_min", [&](double v) { ao.sigma_min(v); }, double{});
+  take("levels", [&](int64_t v) { ao.levels(v); }, int64_t{});
+  take("steps_per_level", [&](int64_t v) { ao.steps_per_level(v); }, int64_t{});
+  take("epsilon", [&](double v) { ao.epsilon(v); }, double{});
+  take("corrector", [&](const std::string& v) { ao.corrector(v); }, std::string{});
+  try {
+    check_annealed_options(ao);
+  } catch (const UsageError& e) {
+    throw DataError(std::string("model card: \"sampler\": ") + e.what());
+  }
   return applied;
 }
 
@@ -99,18 +117,30 @@ JudgedImages judge_images(Energy& classifier, const torch::Tensor& x, int64_t cl
 
 json SampleReport::to_json() const {
   const LangevinOptions& lo = options.langevin();
-  json rep{{"model", model},
-           {"model_hash", model_hash},
-           {"n", options.n()},
-           {"steps", lo.steps()},
-           {"step_size", lo.step_size()},
-           {"noise", lo.noise()},
-           {"grad_clip", lo.grad_clip()},
-           {"step_schedule", lo.step_schedule().str()},
-           {"noise_schedule", lo.noise_schedule().str()},
-           {"seed", options.seed()},
-           {"init", options.init()},
+  json rep{{"model", model},         {"model_hash", model_hash}, {"n", options.n()},
+           {"sampler", sampler},     {"seed", options.seed()},   {"init", options.init()},
            {"mean_energy", mean_energy}};
+  if (sampler == "annealed") {
+    const AnnealedOptions& a = options.annealed();
+    rep.update({{"sigma_max", a.sigma_max()},
+                {"sigma_min", a.sigma_min()},
+                {"levels", a.levels()},
+                {"steps_per_level", a.steps_per_level()},
+                {"epsilon", a.epsilon()},
+                {"corrector", a.corrector()},
+                {"tweedie_end", a.tweedie_end()},
+                {"sigmas", annealed.sigmas},
+                {"acceptance", annealed.acceptance},
+                {"acceptance_rate", annealed.acceptance_rate},
+                {"energy_evaluations", annealed.energy_evaluations}});
+  } else {
+    rep.update({{"steps", lo.steps()},
+                {"step_size", lo.step_size()},
+                {"noise", lo.noise()},
+                {"grad_clip", lo.grad_clip()},
+                {"step_schedule", lo.step_schedule().str()},
+                {"noise_schedule", lo.noise_schedule().str()}});
+  }
   if (options.cls() >= 0) rep["class"] = options.cls();
   if (!sampler_from_card.empty()) rep["sampler_from_card"] = sampler_from_card;
   if (!judge.empty()) {
@@ -170,13 +200,25 @@ SampleReport sample(const std::string& model, SampleOptions o, const std::set<st
   }
   auto gen = at::detail::createCPUGenerator(o.seed());
   rep.starts = chain_starts(o, card, gen);
-  const LangevinOptions lo = LangevinOptions(o.langevin()).seed(o.seed());
-  auto r = langevin(*e, rep.starts, lo, {}, &gen, [&](const LangevinStep& s) {
-    if (on_step) on_step(s.step + 1, s.total);
-  });
-  if (r.diverged) throw DivergenceError("sampling diverged at step " + std::to_string(r.steps_run) + "; lower the step size");
-  rep.x = r.x;
-  rep.mean_energy = r.energy.mean().item<double>();
+  rep.sampler = parse_sampler(o.sampler()) == "auto" ? (e->noise_conditional() ? "annealed" : "langevin") : o.sampler();
+  if (rep.sampler == "annealed") {
+    const AnnealedOptions ao = AnnealedOptions(o.annealed()).seed(o.seed());
+    check_annealed_options(ao);
+    const int64_t per = ao.steps_per_level();
+    rep.annealed = annealed_langevin(*e, rep.starts, ao, &gen, [&](int64_t done, int64_t total) {
+      if (on_step) on_step(done * per, total * per);
+    });
+    rep.x = rep.annealed.x.clamp(0, 1);  // images: the chain itself runs unclamped (annealed.h)
+    rep.mean_energy = energy_batched(*e, rep.x).mean().item<double>();
+  } else {
+    const LangevinOptions lo = LangevinOptions(o.langevin()).seed(o.seed());
+    auto r = langevin(*e, rep.starts, lo, {}, &gen, [&](const LangevinStep& s) {
+      if (on_step) on_step(s.step + 1, s.total);
+    });
+    if (r.diverged) throw DivergenceError("sampling diverged at step " + std::to_string(r.steps_run) + "; lower the step size");
+    rep.x = r.x;
+    rep.mean_energy = r.energy.mean().item<double>();
+  }
   rep.options = o;
   if (judge_model) {
     rep.judged_starts = judge_images(*judge_model, rep.starts, o.cls());

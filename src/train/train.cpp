@@ -104,7 +104,7 @@ torch::Tensor dsm_loss(Energy& e, const torch::Tensor& x, const torch::Tensor& s
     target = (xt - x) / sig;
   }
   xt = xt.detach().requires_grad_(true);
-  auto en = e.energy(xt);
+  auto en = e.energy_at(xt, sigma);  // a noise-conditional energy is told the level; others ignore it
   auto g = torch::autograd::grad({en.sum()}, {xt}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
   return 0.5 * (sig * g - target).pow(2).flatten(1).sum(1).mean();
 }
@@ -170,9 +170,15 @@ nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
   const std::string type = !o.arch_type().empty()                       ? o.arch_type()
                            : is_classifier_task(parse_task(o.task())) ? "conv-classifier"
                                                             : "conv-ebm";
-  if (type != "conv-classifier" && type != "conv-ebm")
-    throw UsageError("--arch must be conv-ebm or conv-classifier, got '" + type + "'");
+  if (type != "conv-classifier" && type != "conv-ebm" && type != "conv-ebm-nc")
+    throw UsageError("--arch must be conv-ebm, conv-ebm-nc or conv-classifier, got '" + type + "'");
   nlohmann::json a{{"type", type}, {"width", o.width()}};
+  if (type == "conv-ebm-nc") {
+    if (parse_task(o.task()) != TaskKind::kDsm)
+      throw UsageError("--arch conv-ebm-nc (a noise-conditional energy) is trained by --task dsm only");
+    // energy(x) without a level is the energy at the smallest trained sigma.
+    a["sigma_min"] = *std::min_element(o.dsm_sigmas().begin(), o.dsm_sigmas().end());
+  }
   if (type == "conv-classifier") a["num_classes"] = num_classes;
   if (!o.activation().empty()) {
     if (type != "conv-classifier") throw UsageError("--activation applies to conv-classifier only");
@@ -197,6 +203,10 @@ void validate(const TrainOptions& o) {
     throw UsageError("--augment-shift must be in 0..8, got " + std::to_string(o.augment_shift()));
   if (!(o.noise_augment() >= 0 && o.noise_augment() <= 1))
     throw UsageError("--noise-augment must be in [0, 1], got " + std::to_string(o.noise_augment()));
+  for (double v : o.noise_augment_sigmas())
+    if (!(v > 0 && v <= 10)) throw UsageError("--noise-augment-sigmas values must be in (0, 10], got " + std::to_string(v));
+  if (!o.noise_augment_sigmas().empty() && !is_classifier_task(task))
+    throw UsageError("--noise-augment-sigmas applies to classifier tasks (clf, jem, attribute, energy-finetune)");
   if (task == TaskKind::kEnergyFinetune && o.init().empty())
     throw UsageError("task energy-finetune needs --init CLASSIFIER");
   if (!o.purify_augment().empty() && !is_classifier_task(task))
@@ -505,6 +515,7 @@ TrainResult train(const TrainOptions& o) {
                       {"augment_shift", o.augment_shift()}, {"beta1", o.beta1()},
                       {"beta2", o.beta2()}, {"warmup", o.warmup()}, {"clip_grad_norm", o.clip_grad_norm()},
                       {"data_noise", o.data_noise()}, {"noise_augment", o.noise_augment()}};
+  if (!o.noise_augment_sigmas().empty()) opts["noise_augment_sigmas"] = o.noise_augment_sigmas();
   if (uses_replay_buffer(kind))
     opts.update({{"buffer_size", o.buffer_size()}, {"buffer_init", o.buffer_init()}, {"reinit", o.reinit()}, {"sgld_steps", o.sgld_steps()},
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},

@@ -58,6 +58,24 @@ python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["sampler"] = {
 check "a malformed card sampler is a clear error" 1 "$EBM" sample --model "$T/jc" --n 2 --out "$T/jc.png" --threads 1 -q
 has "the error names the bad init" "$T/err" "sideways"
 check "unknown --init is a usage error" 2 "$EBM" sample --model "$T/m" --init bogus --out "$T/g.png"
+# A noise-conditional energy: `ebm sample` anneals over its levels by default.
+check "train tiny noise-conditional dsm" 0 "$EBM" train --task dsm --arch conv-ebm-nc --dsm-sigmas 0.05,0.3,1 --data mnist \
+  --width 4 --steps 3 --batch 8 --eval-n 20 --out "$T/nc" --threads 1 -q
+check "sample a noise-conditional model" 0 "$EBM" sample --model "$T/nc" --n 4 --levels 3 --steps-per-level 2 \
+  --out "$T/nc.png" --json "$T/nc.json" --threads 1 -q
+python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["sampler"] == "annealed" and r["levels"] == 3 and len(r["sigmas"]) == 3, r
+assert r["energy_evaluations"] == 3 * 2 + 1, r' "$T/nc.json" &&
+  echo "ok: annealed by default, 3 levels x 2 steps + the Tweedie step" || { echo "FAIL: annealed sample report"; fails=$((fails + 1)); }
+check "--sampler langevin keeps the one-temperature path" 0 "$EBM" sample --model "$T/nc" --sampler langevin --n 2 --steps 2 \
+  --out "$T/ncl.png" --json "$T/ncl.json" --threads 1 -q
+has "... and says so" "$T/ncl.json" '"sampler": "langevin"'
+check "mala on a sigma-blind model reports its acceptance" 0 "$EBM" sample --model "$T/m" --sampler annealed --corrector mala \
+  --n 2 --levels 2 --steps-per-level 2 --out "$T/ma.png" --json "$T/ma.json" --threads 1 -q
+has "... acceptance rate" "$T/ma.json" '"acceptance_rate"'
+check "sigma-min above sigma-max is a usage error" 2 "$EBM" sample --model "$T/nc" --sigma-min 2 --n 2 --out "$T/x.png" -q
+has "... naming the value" "$T/err" "sigma_max"
 check "sample one class from its Gaussian, read by an independent judge" 0 "$EBM" sample --model "$2/models/fmnist-jem" \
   --class 1 --init gaussian --n 8 --steps 2 --step-size 1 --grad-clip 0 --judge "$2/models/mnist-judge" --out "$T/j.png" --json "$T/j.json" --threads 1 -q
 has "the judge reads the starts" "$T/j.json" '"judged_starts"'

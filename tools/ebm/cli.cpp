@@ -58,7 +58,11 @@ struct LangevinFlag {
 };
 constexpr LangevinFlag kLangevinFlags[] = {{"steps", "steps"},           {"step-size", "step_size"},
                                            {"noise", "noise"},           {"grad-clip", "grad_clip"},
-                                           {"step-schedule", "step_schedule"}, {"noise-schedule", "noise_schedule"}};
+                                           {"step-schedule", "step_schedule"}, {"noise-schedule", "noise_schedule"},
+                                           {"sampler", "method"},        {"sigma-max", "sigma_max"},
+                                           {"sigma-min", "sigma_min"},   {"levels", "levels"},
+                                           {"steps-per-level", "steps_per_level"}, {"epsilon", "epsilon"},
+                                           {"corrector", "corrector"}};
 
 }  // namespace
 
@@ -94,6 +98,37 @@ void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& pr
     for (auto* opt : opts) opt->group(group);
 }
 
+void add_annealed_flags(CLI::App* sub, AnnealedOptions& o, std::string& method, const std::string& group) {
+  std::vector<CLI::Option*> opts{
+      sub->add_option("--sampler", method,
+                      "auto (annealed on a noise-conditional model such as --arch conv-ebm-nc, else langevin) |\n"
+                      "langevin (one temperature: --steps, --step-size, ...) | annealed (--sigma-max ... --corrector)")
+          ->check(CLI::IsMember({"auto", "langevin", "annealed"}))
+          ->capture_default_str(),
+      sub->add_option("--sigma-max", o.sigma_max(), "Annealed: first (largest) noise level")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber),
+      sub->add_option("--sigma-min", o.sigma_min(), "Annealed: last noise level; a final Tweedie step denoises at it")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber),
+      sub->add_option("--levels", o.levels(), "Annealed: noise levels, geometric from --sigma-max to --sigma-min")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber),
+      sub->add_option("--steps-per-level", o.steps_per_level(), "Annealed: corrector steps at each level")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber),
+      sub->add_option("--epsilon", o.epsilon(),
+                      "Annealed: step at --sigma-min; the step at level sigma is epsilon * sigma^2 / sigma_min^2")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber),
+      sub->add_option("--corrector", o.corrector(),
+                      "Annealed: ula (unadjusted) | mala (Metropolis-adjusted; the report gives its acceptance)")
+          ->check(CLI::IsMember({"ula", "mala"}))
+          ->capture_default_str()};
+  if (!group.empty())
+    for (auto* opt : opts) opt->group(group);
+}
+
 void add_quality_flags(CLI::App* sub, QualityOptions& o) {
   sub->add_flag("--frechet,!--no-frechet", o.frechet(),
                 "Frechet distance of the samples to real test images with the same attributes, in the judge's\n"
@@ -113,7 +148,7 @@ void add_quality_flags(CLI::App* sub, QualityOptions& o) {
 std::set<std::string> given_langevin_keys(const CLI::App* sub, const std::string& prefix) {
   std::set<std::string> given;
   for (const auto& f : kLangevinFlags)
-    if (sub->count("--" + prefix + f.flag) > 0) given.insert(f.key);
+    if (const auto* opt = sub->get_option_no_throw("--" + prefix + f.flag); opt && opt->count() > 0) given.insert(f.key);
   return given;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ebm/compose/quality.h"
+#include "ebm/core/annealed.h"
 #include "ebm/core/langevin.h"
 
 namespace ebm::cli {
@@ -53,6 +54,10 @@ void set_command_line(int argc, char** argv);
 /// --noise-schedule; "purify-" gives --purify-steps, ...
 void add_langevin_flags(CLI::App* sub, LangevinOptions& o, const std::string& prefix = "",
                         const std::string& group = "");
+/// Bind the annealed sampler's flags to `o` (--sigma-max, --sigma-min, --levels,
+/// --steps-per-level, --epsilon, --corrector) and `method` to --sampler
+/// (auto | langevin | annealed); defaults shown are the structs'.
+void add_annealed_flags(CLI::App* sub, AnnealedOptions& o, std::string& method, const std::string& group = "");
 /// Bind --frechet/--no-frechet, --frechet-n, --frechet-draws and --knn/--no-knn to `o`
 /// (ebm compose eval, ebm sample --judge); defaults shown are o's.
 void add_quality_flags(CLI::App* sub, QualityOptions& o);
@@ -61,6 +66,7 @@ void add_quality_flags(CLI::App* sub, QualityOptions& o);
 CLI::Option* add_schedule_flag(CLI::App* sub, const std::string& flag, Schedule& target, const std::string& help);
 /// The sampler keys ("steps", "step_size", ...) whose flags were given on the
 /// command line, for library functions that fill the others from a model card.
+/// Includes the annealed keys ("sigma_max", ..., and "method" for --sampler).
 std::set<std::string> given_langevin_keys(const CLI::App* sub, const std::string& prefix = "");
 
 /// Register every subcommand on `app` (the whole `ebm` CLI). Each parsed

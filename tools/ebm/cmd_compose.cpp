@@ -57,13 +57,17 @@ void add_composer_flags(CLI::App* sub, ComposerOptions& f) {
       ->capture_default_str()
       ->check(CLI::IsMember({"expr", "total"}));
   sub->add_option("--batch", f.sample().batch(), "Chains per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--init", f.init(), "Chain starts: uniform (noise) | data (random fit-split images + --init-noise)")
+  sub->add_option("--init", f.init(),
+                  "Chain starts: uniform (noise) | data (random fit-split images + --init-noise) | auto\n"
+                  "(uniform for the annealed sampler, data for the one-temperature one)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"uniform", "data"}));
+      ->check(CLI::IsMember({"auto", "uniform", "data"}));
   sub->add_option("--init-noise", f.sample().init_noise(), "Noise std added to data starts")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  add_langevin_flags(sub, f.sample().langevin());
+  add_langevin_flags(sub, f.sample().langevin(), "", "One-temperature sampler (--sampler langevin)");
+  add_annealed_flags(sub, f.sample().annealed(), f.sample().sampler(),
+                     "Annealed sampler (--sampler annealed; the default with a noise-conditional --prior)");
 }
 
 std::string sidecar_path(const std::string& out) {

@@ -12,7 +12,9 @@ namespace ebm::cli {
 
 void add_sample(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand(
-      "sample", "Draw samples from a model by Langevin dynamics from uniform noise (or a Gaussian fitted to data)");
+      "sample",
+      "Draw samples from a model by Langevin dynamics from uniform noise (or a Gaussian fitted to data):\n"
+      "annealed over noise levels for noise-conditional models, at one temperature otherwise");
   static std::string model, out, save, judge;
   static SampleOptions o;
   static Common c;
@@ -34,11 +36,13 @@ void add_sample(CLI::App& app, Action& run) {
                   "Classifier that reads the starts and the samples (never the --model itself): class histogram,\n"
                   "mean confidence and, with --class, the share it reads as that class");
   add_quality_flags(sub, o.quality());
-  add_langevin_flags(sub, o.langevin());
+  add_langevin_flags(sub, o.langevin(), "", "Langevin sampler (one temperature)");
+  add_annealed_flags(sub, o.annealed(), o.sampler(), "Annealed sampler (noise-conditional models)");
   add_common(sub, c, true);
   sub->footer(
       "A model card may carry the sampler its model was tuned for, e.g. models/fmnist-jem:\n"
       "  \"sampler\": {\"init\": \"gaussian\", \"steps\": 20, \"step_size\": 0.2, \"noise\": 0.005, \"grad_clip\": 0}\n"
+      "or, for a noise-conditional model, {\"method\": \"annealed\", \"levels\": 10, \"steps_per_level\": 20, ...}.\n"
       "Those values replace the defaults above; flags given on the command line still win.\n"
       "The report lists what came from the card under \"sampler_from_card\".\n"
       "With --judge the report also gives the Frechet distance of the samples to as many real test\n"

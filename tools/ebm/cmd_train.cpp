@@ -54,7 +54,10 @@ void add_train(CLI::App& app, Action& run) {
       ->check(CLI::IsMember({"clf", "ebm", "jem", "attribute", "dsm", "energy-finetune"}));
   sub->add_option("--data", o.data(), "Dataset name (fashion-mnist, mnist, or a file)")->capture_default_str();
   sub->add_option("--out", o.out(), "Output model folder (weights.pt + card.json)")->required();
-  sub->add_option("--arch", o.arch_type(), "conv-ebm | conv-classifier (default: by task: conv-ebm for ebm and dsm)")->check(CLI::IsMember({"conv-ebm", "conv-classifier"}));
+  sub->add_option("--arch", o.arch_type(), "conv-ebm | conv-ebm-nc | conv-classifier (default: by task: conv-ebm for\n"
+                  "ebm and dsm). conv-ebm-nc is a noise-conditional energy E(x, sigma) for --task dsm: it is\n"
+                  "told each image's noise level, and `ebm sample` draws from it by annealed Langevin")
+      ->check(CLI::IsMember({"conv-ebm", "conv-ebm-nc", "conv-classifier"}));
   sub->add_option("--width", o.width(), "Base channel width of the architecture")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--activation", o.activation(), "conv-classifier activation: silu (default) | leaky_relu")->check(CLI::IsMember({"silu", "leaky_relu"}));
   sub->add_option("--attribute", o.attribute(), "For --task attribute: digit | thickness")->capture_default_str();
@@ -69,6 +72,10 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--clip-grad-norm", o.clip_grad_norm(), "Parameter gradient norm clip (0 = off)")->capture_default_str();
   sub->add_option("--data-noise", o.data_noise(), "Gaussian noise std on data (dequantisation)")->capture_default_str();
   sub->add_option("--noise-augment", o.noise_augment(), "Per-image noise std ~ U(0,S) on data, clipped (classifier guidance)")->capture_default_str();
+  sub->add_option("--noise-augment-sigmas", o.noise_augment_sigmas(),
+                  "Noise-aware guidance for annealed sampling: per image, noise of one of these stds or none,\n"
+                  "unclipped (e.g. the prior's --dsm-sigmas)")
+      ->delimiter(',');
   sub->add_option("--buffer-size", o.buffer_size(), "Replay buffer size (IGEBM/JEM: 10000)")->capture_default_str();
   sub->add_option("--reinit", o.reinit(), "Fraction of chains restarted from a fresh start (--buffer-init) each step (5%)")->capture_default_str();
   sub->add_option("--purify-augment", o.purify_augment(),

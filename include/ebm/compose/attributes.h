@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/annealed.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/expr.h"
 #include "ebm/core/langevin.h"
@@ -135,8 +136,14 @@ namespace ebm {
 LangevinOptions composition_sampler();
 
 struct ComposeSampleOptions {
-  /// The shared sampler's options (steps, step size, noise, grad clip, schedules).
+  /// "auto" (annealed when the composed energy is noise-conditional, e.g. its
+  /// prior is a conv-ebm-nc, else langevin) | "langevin" | "annealed".
+  TORCH_ARG(std::string, sampler) = "auto";
+  /// The one-temperature sampler's options (steps, step size, noise, grad clip, schedules).
   TORCH_ARG(LangevinOptions, langevin) = composition_sampler();
+  /// The annealed sampler's options: every term is read at each level's sigma
+  /// (noise-conditional terms use it, the others ignore it; compose.h).
+  TORCH_ARG(AnnealedOptions, annealed) = image_annealed_sampler();
   /// Chains per sample; the one lowest in select_energy (default: the final
   /// sampled energy) is kept (1 = no restarts).
   TORCH_ARG(int64_t, restarts) = 2;
@@ -161,7 +168,12 @@ struct ComposeSamples {
   torch::Tensor select;  // [N] the selection energy of the kept chain (= energy without select_energy)
 };
 
-/// N samples of `e` by Langevin from the starts described by `init_pool` [N,1,28,28].
+/// "langevin" or "annealed": what o.sampler() means for `e` ("auto" resolved).
+/// UsageError naming a bad value.
+std::string resolve_sampler(const std::string& sampler, const Energy& e);
+
+/// N samples of `e` by Langevin (one temperature or annealed, resolve_sampler)
+/// from the starts described by `init_pool` [N,1,28,28].
 /// `on_step(done, total)` reports progress in chain steps.
 ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& o,
                               const std::function<void(int64_t, int64_t)>& on_step = {});

@@ -36,8 +36,10 @@ struct ComposerOptions {
   /// hundreds of nats between images and would otherwise decide the choice.
   TORCH_ARG(std::string, select) = "expr";
   /// Chain starts: "data" (random images of init_data's fit split + N(0,
-  /// init_noise^2), clipped: never the val/test images judges use) | "uniform".
-  TORCH_ARG(std::string, init) = "data";
+  /// init_noise^2), clipped: never the val/test images judges use) | "uniform"
+  /// | "auto" (uniform for the annealed sampler, which starts from pure noise;
+  /// data for the one-temperature one).
+  TORCH_ARG(std::string, init) = "auto";
   TORCH_ARG(std::string, init_data) = "mnist";
   /// Data directory ("" = ebm::data_dir()).
   TORCH_ARG(std::string, root) = "";
@@ -63,6 +65,8 @@ class Composer {
   ComposerOptions o_;
   AttributeSet attrs_;
   EnergyPtr prior_;
+  std::string sampler_;         // "langevin" | "annealed": o_.sample().sampler() resolved for the prior
+  std::string init_;            // "data" | "uniform": o_.init() resolved
   mutable torch::Tensor pool_;  // init "data": the fit split, loaded on first use
 };
 

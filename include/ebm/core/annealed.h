@@ -34,52 +34,20 @@
 
 namespace ebm {
 
-/// A noise-conditional energy: x [B,C,H,W], sigma > 0 -> E(x, sigma) [B],
-/// differentiable in x. Its Boltzmann density should be the data density
-/// convolved with N(0, sigma^2 I).
-class NoiseConditionalEnergy {
- public:
-  virtual ~NoiseConditionalEnergy() = default;
-  virtual torch::Tensor energy(const torch::Tensor& x, double sigma) = 0;
-  virtual std::string describe() const = 0;
-};
-using NoiseConditionalPtr = std::shared_ptr<NoiseConditionalEnergy>;
-
-/// An ordinary energy used at every sigma (E(x, sigma) = E(x)): a DSM energy
-/// trained over a range of sigma without being told which, or any Energy.
-class SigmaBlindEnergy : public NoiseConditionalEnergy {
- public:
-  explicit SigmaBlindEnergy(EnergyPtr e) : e_(std::move(e)) {}
-  torch::Tensor energy(const torch::Tensor& x, double /*sigma*/) override { return e_->energy(x); }
-  std::string describe() const override { return "sigma-blind(" + e_->describe() + ")"; }
-
- private:
-  EnergyPtr e_;
-};
-
 /// The analytic oracle: data N(mu, s^2 I) blurred by N(0, sigma^2 I) is
 /// N(mu, (s^2 + sigma^2) I), so E(x, sigma) = ||x - mu||^2 / (2 (s^2 + sigma^2)).
-class GaussianNoiseConditional : public NoiseConditionalEnergy {
+/// energy(x) is the unblurred data's (sigma = 0).
+class GaussianNoiseConditional : public Energy {
  public:
   GaussianNoiseConditional(torch::Tensor mu, double s) : mu_(std::move(mu)), s_(s) {}
-  torch::Tensor energy(const torch::Tensor& x, double sigma) override;
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override { return true; }
   std::string describe() const override;
 
  private:
   torch::Tensor mu_;
   double s_;
-};
-
-/// E(., sigma) as an ordinary Energy, so langevin() and tweedie_step() run on one level.
-class EnergyAtSigma : public Energy {
- public:
-  EnergyAtSigma(NoiseConditionalEnergy& e, double sigma) : e_(e), sigma_(sigma) {}
-  torch::Tensor energy(const torch::Tensor& x) override { return e_.energy(x, sigma_); }
-  std::string describe() const override;
-
- private:
-  NoiseConditionalEnergy& e_;
-  double sigma_;
 };
 
 struct AnnealedOptions {
@@ -103,6 +71,12 @@ struct AnnealedOptions {
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
+/// The annealed sampler for [0,1] images that `ebm sample` and `ebm compose`
+/// use on noise-conditional energies: sigma 1 -> 0.01 over 10 levels (NCSN's
+/// schedule for MNIST) with 20 ULA steps per level and epsilon 2e-5, then a
+/// Tweedie step. A model card's "sampler" entry may replace these.
+AnnealedOptions image_annealed_sampler();
+
 /// The sigma of level i of L (geometric from sigma_max to sigma_min).
 double annealed_sigma(const AnnealedOptions& o, int64_t level);
 
@@ -117,9 +91,10 @@ struct AnnealedResult {
   int64_t energy_evaluations = 0;  ///< gradient evaluations (the cost)
 };
 
-/// Run the annealed chain from x0 [B,C,H,W]. Throws DivergenceError when an
+/// Run the annealed chain from x0 [B,C,H,W] on e.energy_at(x, sigma_i) (a
+/// sigma-blind energy is used unchanged at every level). Throws DivergenceError when an
 /// energy or gradient is not finite. `on_level(i, L)` reports progress.
-AnnealedResult annealed_langevin(NoiseConditionalEnergy& e, const torch::Tensor& x0, const AnnealedOptions& o,
+AnnealedResult annealed_langevin(Energy& e, const torch::Tensor& x0, const AnnealedOptions& o,
                                  at::Generator* gen = nullptr,
                                  const std::function<void(int64_t, int64_t)>& on_level = {});
 

@@ -11,7 +11,10 @@
 
 namespace ebm {
 
-/// Weighted sum of energies: AND, and NOT via negative weights.
+/// Weighted sum of energies: AND, and NOT via negative weights. Every
+/// composite applies its rule level by level: energy_at(x, sigma) combines the
+/// terms' energy_at(x, sigma), and the composite is noise-conditional when any
+/// term is.
 class SumEnergy : public Energy {
  public:
   struct Term {
@@ -20,6 +23,8 @@ class SumEnergy : public Energy {
   };
   explicit SumEnergy(std::vector<Term> terms);
   torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override;
   std::string describe() const override;
   const std::vector<Term>& terms() const { return terms_; }
 
@@ -32,6 +37,8 @@ class OrEnergy : public Energy {
  public:
   OrEnergy(std::vector<EnergyPtr> terms, double temperature);
   torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override;
   std::string describe() const override;
 
  private:
@@ -44,6 +51,8 @@ class AffineEnergy : public Energy {
  public:
   AffineEnergy(EnergyPtr inner, double shift, double scale);
   torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override { return inner_->noise_conditional(); }
   std::string describe() const override;
 
  private:

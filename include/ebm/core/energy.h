@@ -26,6 +26,14 @@ class Energy {
   /// x: [B,C,H,W] -> [B]. Differentiable with respect to x.
   virtual torch::Tensor energy(const torch::Tensor& x) = 0;
 
+  /// The energy of the data density blurred by N(0, sigma^2 I) (annealed.h):
+  /// x [B,C,H,W], sigma [B] > 0 -> [B], differentiable in x. Noise-conditional
+  /// models use sigma; every other energy ignores it (sigma-blind), which is
+  /// this default. Compositions pass sigma to every term (compose.h).
+  virtual torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& /*sigma*/) { return energy(x); }
+  /// True when energy_at() depends on sigma. Then energy(x) is the energy at the
+  /// model's smallest trained noise level.
+  virtual bool noise_conditional() const { return false; }
   /// x: [B,C,H,W] -> [B,K] logits for classifier energies; undefined tensor otherwise.
   virtual torch::Tensor logits(const torch::Tensor& x) { return {}; }
 
@@ -61,6 +69,25 @@ class Energy {
 };
 
 using EnergyPtr = std::shared_ptr<Energy>;
+
+/// E(., sigma) of another energy as an ordinary Energy: energy(x) =
+/// inner.energy_at(x, sigma for every row). Lets langevin(), tweedie_step()
+/// and energy_grad() run at one noise level. Holds a reference: `inner` must
+/// outlive it.
+class EnergyAtSigma : public Energy {
+ public:
+  EnergyAtSigma(Energy& inner, double sigma);
+  torch::Tensor energy(const torch::Tensor& x) override;
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override {
+    return inner_.energy_at(x, sigma);
+  }
+  bool noise_conditional() const override { return inner_.noise_conditional(); }
+  std::string describe() const override;
+
+ private:
+  Energy& inner_;
+  double sigma_;
+};
 
 /// Free energy of logits: [B,K] -> [B], -T*logsumexp(logits/T, dim=1). T > 0.
 torch::Tensor free_energy(const torch::Tensor& logits, double temperature = 1.0);

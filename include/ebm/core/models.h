@@ -41,6 +41,30 @@ class ConvEBMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvEBM);
 
+struct NoiseConditionalEBMOptions {
+  /// Image channels (the network sees one more: the noise-level plane).
+  TORCH_ARG(int64_t, channels) = 1;
+  /// Base width of the ConvEBM inside.
+  TORCH_ARG(int64_t, width) = 32;
+};
+
+/// Noise-conditional conv energy E(x, sigma) for annealed sampling (NCSN,
+/// Song & Ermon 2019): a ConvEBM f on the image with one extra input plane
+/// holding 1 + log(sigma)/log(100) (0 at sigma 0.01, 1 at sigma 1), and
+/// NCSNv2's output scaling E = f / sigma, so that sigma * grad_x E, the
+/// quantity DSM regresses on unit noise, has the same scale at every level.
+/// x: [B,C,28,28] in [0,1] (noisy images may leave it), sigma: [B] > 0 -> e [B].
+class NoiseConditionalEBMImpl : public torch::nn::Module {
+ public:
+  explicit NoiseConditionalEBMImpl(const NoiseConditionalEBMOptions& o = {});
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma);  // [B,C,H,W], [B] -> [B]
+  NoiseConditionalEBMOptions options;
+
+ private:
+  ConvEBM net{nullptr};
+};
+TORCH_MODULE(NoiseConditionalEBM);
+
 struct ConvClassifierOptions {
   TORCH_ARG(int64_t, channels) = 1;
   TORCH_ARG(int64_t, width) = 32;
@@ -73,10 +97,14 @@ TORCH_MODULE(ConvClassifier);
 class NativeModel : public Energy {
  public:
   /// Build an untrained model from an architecture description, e.g.
-  /// {"type":"conv-ebm","width":32} or {"type":"conv-classifier","width":32,"num_classes":10}.
+  /// {"type":"conv-ebm","width":32}, {"type":"conv-classifier","width":32,"num_classes":10} or
+  /// {"type":"conv-ebm-nc","width":32,"sigma_min":0.01} (energy(x) is E(x, sigma_min)).
   explicit NativeModel(const json& arch);
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor logits(const torch::Tensor& x) override;
+  /// conv-ebm-nc: E(x, sigma); other architectures ignore sigma.
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override { return bool(forward_sigma_); }
   int64_t num_classes() const override { return num_classes_; }
   /// conv-classifier: its pooled features [B,4*width]; conv-ebm: undefined.
   torch::Tensor features(const torch::Tensor& x) override;
@@ -95,6 +123,7 @@ class NativeModel : public Energy {
   int64_t num_classes_ = 0;
   std::shared_ptr<torch::nn::Module> module_;
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward_sigma_;  // conv-ebm-nc only
   ConvClassifier classifier_{nullptr};  // set for conv-classifier
 };
 

@@ -40,7 +40,8 @@ struct TweedieOptions {
 };
 
 /// One Tweedie step, the single place the formula lives:
-///   x_hat = clamp(z - sigma^2 * grad E(z), 0, 1)      z, x_hat: [B,C,H,W]
+///   x_hat = clamp(z - sigma^2 * grad E(z, sigma), 0, 1)      z, x_hat: [B,C,H,W]
+/// (E(z, sigma) = e.energy_at: a noise-conditional energy at this level)
 /// (clamp = false: the unclamped estimate, for analytic energies on R^n).
 /// Throws DivergenceError when the gradient is not finite, as langevin() does.
 torch::Tensor tweedie_step(Energy& e, const torch::Tensor& z, double sigma, bool clamp = true);

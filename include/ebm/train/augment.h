@@ -3,6 +3,7 @@
 //   1. random translation by up to augment_shift pixels          (the "clean" batch)
 //   2. Gaussian dequantisation noise of std data_noise
 //   3. per-image noise of std ~ U(0, noise_augment), clipped       (classifier guidance)
+//      then per-image noise at one of noise_augment_sigmas or none, unclipped  (annealed guidance)
 //   4. adversarial share: PGD (adv_eps) on adv_fraction of the clean rows
 //   5. purification share: purify_fraction of the clean rows replaced by one
 //      purification draw of the purify_augment model (optionally attacked first)

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "ebm/compose/quality.h"
+#include "ebm/core/annealed.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/langevin.h"
 
@@ -37,11 +38,22 @@ std::string to_string(ChainInit init);
 /// LangevinOptions' own defaults are the primitive's (60 steps, no clip).
 LangevinOptions tuned_sampler();
 
+/// Which chain `sample()` runs.
+///   "auto":     annealed on a noise-conditional model, else langevin
+///   "langevin": one temperature, LangevinOptions (the model's energy(x))
+///   "annealed": annealed Langevin over noise levels (annealed.h) on energy_at(x, sigma)
+/// UsageError naming the bad value otherwise.
+std::string parse_sampler(const std::string& s);
+
 struct SampleOptions {
   /// Number of samples.
   TORCH_ARG(int64_t, n) = 64;
+  /// "auto" | "langevin" | "annealed" (parse_sampler).
+  TORCH_ARG(std::string, sampler) = "auto";
   /// The shared sampler's settings (steps, step size, noise, clip, schedules).
   TORCH_ARG(LangevinOptions, langevin) = tuned_sampler();
+  /// The annealed sampler's settings (levels, steps per level, epsilon, corrector).
+  TORCH_ARG(AnnealedOptions, annealed) = image_annealed_sampler();
   /// Chain starts.
   TORCH_ARG(std::string, init) = "uniform";
   /// For classifiers: sample E(x|y=cls) = -logits[cls]; -1 = the model's energy.
@@ -58,7 +70,10 @@ struct SampleOptions {
   TORCH_ARG(QualityOptions, quality) = {};
 };
 
-/// The sampler keys a card's "sampler" entry may hold, and the field each sets.
+/// The sampler keys a card's "sampler" entry may hold, and the field each sets:
+/// "method" (parse_sampler), the Langevin keys (steps, step_size, noise,
+/// grad_clip, step_schedule, noise_schedule), "init", and the annealed keys
+/// (sigma_max, sigma_min, levels, steps_per_level, epsilon, corrector).
 /// `given` names keys the caller set explicitly (they win over the card).
 /// Returns the keys taken from the card. DataError on a malformed entry.
 nlohmann::json apply_card_sampler(const nlohmann::json& card, SampleOptions& o, const std::set<std::string>& given = {});
@@ -84,6 +99,8 @@ struct SampleReport {
   torch::Tensor x;        ///< [n,1,28,28] samples
   torch::Tensor starts;   ///< [n,1,28,28] chain starts
   double mean_energy = 0;
+  std::string sampler;            ///< the chain that ran: "langevin" or "annealed"
+  AnnealedResult annealed;        ///< with the annealed sampler: levels and acceptance
   std::string judge, judge_hash;  ///< empty without a judge
   JudgedImages judged_starts, judged_samples;
   QualityReport quality;          ///< of the samples; empty without a judge

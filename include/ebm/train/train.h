@@ -74,6 +74,11 @@ struct TrainOptions {
   /// gradients guide Langevin chains: the chains pass through noisy images, so
   /// the classifier must be right about them too (classifier guidance).
   TORCH_ARG(double, noise_augment) = 0.0;
+  /// Noise-aware attributes for annealed sampling: each data image gets, with
+  /// probability 1 - 1/(L+1), Gaussian noise of a std drawn uniformly from
+  /// these L levels (else it stays clean), NOT clipped, as the annealed chains
+  /// are not (annealed.h). Empty = off. Classifier/attribute tasks.
+  TORCH_ARG(std::vector<double>, noise_augment_sigmas) = {};
   /// Purifier model (an energy whose card may carry a "purify" entry, see
   /// purify.h): each data image is replaced, with probability
   /// purify_fraction, by one purification draw of its clean version, so that a
@@ -199,7 +204,9 @@ class ReplayBuffer {
 torch::Tensor pcd_loss(const torch::Tensor& e_pos, const torch::Tensor& e_neg, double alpha);
 
 /// sigma^2-weighted denoising score matching on x~ = x + sigma*eps:
-///   mean_b 0.5*|| sigma_b * grad_x E(x~_b) - eps_b ||^2   (sum over pixels).
+///   mean_b 0.5*|| sigma_b * grad_x E(x~_b, sigma_b) - eps_b ||^2   (sum over pixels),
+/// where E(., sigma) is e.energy_at: a noise-conditional energy is told each
+/// image's level, any other ignores it.
 /// With clip = true, x~ = clamp(x + sigma*eps, 0, 1) and eps is replaced by the
 /// noise actually left after clipping, (x~ - x)/sigma: then x~ - sigma^2 grad E(x~)
 /// is trained towards E[x | x~] for clipped noisy images, which is what
