@@ -10,7 +10,7 @@ the energy algebra of ebmkit (the C++ toolkit), with the same energies.
 """
 from .energy import (NOT_WEIGHT, OR_TEMPERATURE, Affine, ClassEnergy, Energy, Or, Sum, and_, free_energy,
                      make_not, not_, or_, weighted)
-from .models import ARCHITECTURES, ConvClassifier, ConvEBM, build
+from .models import ARCHITECTURES, ConvClassifier, ConvEBM, NoiseConditionalEBM, UNetEnergy, build
 from .loading import (ScriptEnergy, formats, load, load_card, model_hash, register_format, save_torchscript,
                       sha256_file)
 from .expr import Attributes, Expr, attributes, parse, parse_expr
@@ -20,7 +20,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "NOT_WEIGHT", "OR_TEMPERATURE", "Affine", "ClassEnergy", "Energy", "Or", "Sum", "and_", "free_energy",
-    "make_not", "not_", "or_", "weighted", "ARCHITECTURES", "ConvClassifier", "ConvEBM", "build",
+    "make_not", "not_", "or_", "weighted", "ARCHITECTURES", "ConvClassifier", "ConvEBM",
+    "NoiseConditionalEBM", "UNetEnergy", "build",
     "ScriptEnergy", "formats", "load", "load_card", "model_hash", "register_format", "save_torchscript",
     "sha256_file", "Attributes", "Expr", "attributes", "parse", "parse_expr", "read_idx", "read_images",
 ]

@@ -43,9 +43,14 @@ class Energy(nn.Module):
     Subclasses implement ``energy``; classifiers also ``logits`` and set
     ``num_classes`` > 0. ``forward`` is the energy unless a subclass says
     otherwise (classifiers return logits, as in ebmkit and its TorchScript).
+
+    ``energy_at(x, sigma)`` is the energy at noise level sigma ([B] tensor or a
+    float), as Energy::energy_at in C++. Here it ignores sigma (sigma-blind);
+    the noise-conditional architectures (``noise_conditional`` True) override it.
     """
 
     num_classes: int = 0
+    noise_conditional: bool = False
     # Cards are JSON of any shape: keep them out of TorchScript.
     __jit_ignored_attributes__ = ["card"]
 
@@ -53,6 +58,10 @@ class Energy(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.energy(x)
+
+    def energy_at(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """The energy at noise level sigma: energy(x) unless overridden."""
         return self.energy(x)
 
     # ---------------------------------------------------------- operators

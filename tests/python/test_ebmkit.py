@@ -9,6 +9,10 @@
   and on the same 64 images read here from the IDX files and passed as a file.
 * Python -> TorchScript -> ebmkit: models built and composed in Python, saved
   with ebmkit.save_torchscript, give the same energies in `ebm ood eval`.
+* Noise-conditional architectures (conv-ebm-nc, unet-ebm-nc): tiny models
+  trained here by `ebm train --task dsm` give ebmkit's energies at sigma_min,
+  and energy_at(x, sigma) gives them at other levels (ebmkit's side: a copy of
+  the folder whose card has that level as "sigma_min").
 * The expression language: `ebm compose` samples an expression, and
   ebmkit.parse of the same text gives the same energy on its samples.
 * The algebra on analytic energies, and the parser's trees and errors.
@@ -143,7 +147,7 @@ class ShippedModels(_Needs, unittest.TestCase):
                 ref = ebm_scores(path, data, self.npy[data], self.tmp)
                 ok_in, d_in, s_in = rel_tol_ok(e, ref["in"]["energy"])
                 ok_file, d_file, s_file = rel_tol_ok(e, ref["file"]["energy"])
-                lines.append(f"  {path.name:22s} {card.get('format', 'native'):9s} {type(m).__name__:15s} "
+                lines.append(f"  {path.name:22s} {card.get('format', 'native'):9s} {type(m).__name__:19s} "
                              f"|E| up to {np.abs(e).max():9.3f}  max abs diff: split {d_in:.2e}, file {d_file:.2e}  "
                              f"(scaled {max(s_in, s_file):.2e})")
                 self.assertTrue(ok_in, f"{path.name}: vs ebmkit on its test split: max abs diff {d_in:.3e}")
@@ -208,6 +212,12 @@ class RoundTrip(_Needs, unittest.TestCase):
         torch.manual_seed(1)
         self.check("py-conv-ebm-w8", ebmkit.ConvEBM(width=8))
 
+    def test_new_noise_conditional_models_at_sigma_min(self):
+        # ebmkit reads a TorchScript file sigma-blind: its energy is forward(x), E(x, sigma_min).
+        torch.manual_seed(5)
+        self.check("py-conv-ebm-nc-w4", ebmkit.NoiseConditionalEBM(width=4, sigma_min=0.1))
+        self.check("py-unet-ebm-nc-w4", ebmkit.UNetEnergy(width=4, sigma_min=0.3))
+
     def test_new_classifier_is_read_as_a_classifier(self):
         torch.manual_seed(2)
         clf = ebmkit.ConvClassifier(width=8, num_classes=5, activation="leaky_relu", dropout=0.25).eval()
@@ -243,6 +253,108 @@ class RoundTrip(_Needs, unittest.TestCase):
             ebmkit.save_torchscript(clf, str(Path(self.tmp) / "t2.pt"))
         # Its energy as a Sum saves, and ebmkit then reads energies at T = 2.
         self.check("py-classifier-T2-energy", 1.0 * clf)
+
+
+class NoiseConditional(_Needs, unittest.TestCase):
+    """conv-ebm-nc and unet-ebm-nc, each a tiny model trained by ebmkit (3 DSM steps)."""
+
+    SIGMAS = (0.05, 0.5, 1.0)  # --dsm-sigmas: the card's sigma_min is 0.05
+    LEVELS = (0.05, 0.2, 1.0, 7.0)  # compared levels, one outside the trained range
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.models = {}
+        for arch in ("conv-ebm-nc", "unet-ebm-nc"):
+            out = Path(cls.tmp) / arch
+            run_ebm("train", "--task", "dsm", "--arch", arch, "--width", 4, "--steps", 3, "--batch", 8,
+                    "--dsm-sigmas", ",".join(map(str, cls.SIGMAS)), "--data", "mnist", "--eval-n", 20,
+                    "--seed", 5, "--threads", 1, "-q", "--out", out)
+            cls.models[arch] = out
+
+    def at_level(self, folder, sigma):
+        """A copy of the model folder whose card puts sigma_min at `sigma`: ebmkit's energy(x) there is E(x, sigma)."""
+        dst = Path(self.tmp) / f"{folder.name}-at-{sigma:g}"
+        if not dst.is_dir():
+            dst.mkdir()
+            shutil.copy(folder / "weights.pt", dst / "weights.pt")
+            card = json.loads((folder / "card.json").read_text())
+            card["arch"]["sigma_min"] = sigma
+            (dst / "card.json").write_text(json.dumps(card))
+        return dst
+
+    def check_arch(self, arch, cls):
+        folder = self.models[arch]
+        m = ebmkit.load(str(folder))
+        self.assertIsInstance(m, cls)
+        self.assertTrue(m.noise_conditional)
+        self.assertEqual(m.card["arch"]["type"], arch)
+        self.assertEqual(m.sigma_min, self.SIGMAS[0])
+        x = self.images["mnist"]
+        with torch.no_grad():
+            e_min = py_energy(m, x)
+            self.assertTrue(np.array_equal(m(x).double().numpy(), e_min))
+            at = {s: m.energy_at(x, s).double().numpy() for s in self.LEVELS}
+            # energy_at with the same sigma for every row, as a float or as a [B] tensor, is energy(x).
+            self.assertTrue(np.array_equal(at[m.sigma_min], e_min))
+            self.assertTrue(np.array_equal(m.energy_at(x, torch.full((N_IMAGES,), m.sigma_min)).double().numpy(), e_min))
+            # One level per row.
+            rows = torch.tensor([self.LEVELS[i % len(self.LEVELS)] for i in range(N_IMAGES)])
+            mixed = m.energy_at(x, rows).double().numpy()
+        lines = []
+        for i, s in enumerate(self.LEVELS):
+            ref = ebm_scores(folder if s == m.sigma_min else self.at_level(folder, s), "mnist", self.npy["mnist"], self.tmp)
+            for part in ("in", "file"):
+                ok, d, sc = rel_tol_ok(at[s], ref[part]["energy"])
+                self.assertTrue(ok, f"{arch} at sigma {s} ({part}): max abs diff {d:.3e}")
+            sel = np.arange(i, N_IMAGES, len(self.LEVELS))
+            self.assertTrue(rel_tol_ok(mixed[sel], ref["file"]["energy"][sel])[0], f"{arch}: per-row sigma, level {s}")
+            # Not vacuous: the sigma plane matters, beyond the explicit 1/sigma (1/sigma^2) factor.
+            p = 1 if arch == "conv-ebm-nc" else 2
+            for t in self.LEVELS:
+                if t != s:
+                    self.assertFalse(rel_tol_ok(at[t] * (t / s) ** p, ref["file"]["energy"])[0], f"{arch}: {t} vs {s}")
+            lines.append(f"  {arch} sigma {s:<5g} |E| up to {np.abs(at[s]).max():10.3f}  max abs diff {d:.2e}")
+        sys.stderr.write("\n" + "\n".join(lines) + "\n")
+        return m
+
+    def test_conv_ebm_nc(self):
+        m = self.check_arch("conv-ebm-nc", ebmkit.NoiseConditionalEBM)
+        # E(x, sigma) = ConvEBM([x, 1 + log(sigma)/log(100)]) / sigma.
+        x = self.images["mnist"][:8]
+        with torch.no_grad():
+            for s in self.LEVELS:
+                plane = torch.full((8, 1, 28, 28), 1 + math.log(s) / math.log(100))
+                want = m.net(torch.cat([x, plane], 1)) / s
+                self.assertTrue(rel_tol_ok(m.energy_at(x, s).numpy(), want.numpy())[0], s)
+
+    def test_unet_ebm_nc(self):
+        m = self.check_arch("unet-ebm-nc", ebmkit.UNetEnergy)
+        x = self.images["mnist"][:8]
+        with torch.no_grad():
+            for s in self.LEVELS:
+                d = m.denoise(x, s)
+                self.assertEqual(tuple(d.shape), (8, 1, 28, 28))
+                want = (x - d).pow(2).flatten(1).sum(1) / (2 * s * s)
+                self.assertTrue(rel_tol_ok(m.energy_at(x, s).numpy(), want.numpy())[0], s)
+
+    def test_other_architectures_are_sigma_blind(self):
+        x = self.images["mnist"][:8]
+        for name in ("mnist-dsm", "mnist-clf", "mnist-ood"):
+            m = ebmkit.load(str(ROOT / "models" / name))
+            self.assertFalse(m.noise_conditional)
+            with torch.no_grad():
+                self.assertTrue(torch.equal(m.energy_at(x, 0.3), m.energy(x)), name)
+                self.assertTrue(torch.equal(m.energy_at(x, torch.full((8,), 2.0)), m.energy(x)), name)
+
+    def test_bad_cards_and_sigmas(self):
+        for bad in (0, -1, 100, "0.1", True):
+            with self.assertRaisesRegex(ValueError, "sigma_min"):
+                ebmkit.build({"type": "conv-ebm-nc", "width": 4, "sigma_min": bad})
+        m = ebmkit.build({"type": "unet-ebm-nc", "width": 4})
+        self.assertEqual(m.sigma_min, 0.01)
+        with self.assertRaisesRegex(ValueError, "sigma"):
+            m.energy_at(torch.rand(3, 1, 28, 28), torch.ones(2))
 
 
 class ComposeAgainstEbm(_Needs, unittest.TestCase):
