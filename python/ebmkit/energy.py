@@ -108,6 +108,11 @@ class Sum(Energy):
         # Sums built by the algebra merge into enclosing sums; a loaded ensemble
         # stays one atom (as a `model:` atom does in ebmkit).
         self.flatten = flatten
+        self.noise_conditional = any(bool(getattr(e, "noise_conditional", False)) for e in self.terms)
+
+    def energy_at(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """Level by level: sum_i w_i * E_i(x, sigma) (SumEnergy::energy_at)."""
+        return sum(w * t.energy_at(x, sigma) for w, t in zip(self.weights, self.terms))
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.empty(0)
@@ -137,6 +142,12 @@ class Or(Energy):
         self.terms = nn.ModuleList(list(terms))
         self.temperature = float(temperature)
         self.flatten = flatten
+        self.noise_conditional = any(bool(getattr(e, "noise_conditional", False)) for e in self.terms)
+
+    def energy_at(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """Level by level: the soft minimum of E_i(x, sigma) (OrEnergy::energy_at)."""
+        s = self.temperature
+        return -torch.logsumexp(torch.stack([t.energy_at(x, sigma) for t in self.terms], 1) * (-s), 1) / s
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         es: List[torch.Tensor] = []
@@ -159,6 +170,10 @@ class Affine(Energy):
         self.inner = inner
         self.shift = float(shift)
         self.scale = float(scale)
+        self.noise_conditional = bool(getattr(inner, "noise_conditional", False))
+
+    def energy_at(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        return (self.inner.energy_at(x, sigma) - self.shift) / self.scale
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         return (self.inner.energy(x) - self.shift) / self.scale

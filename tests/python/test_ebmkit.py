@@ -347,6 +347,22 @@ class NoiseConditional(_Needs, unittest.TestCase):
                 self.assertTrue(torch.equal(m.energy_at(x, 0.3), m.energy(x)), name)
                 self.assertTrue(torch.equal(m.energy_at(x, torch.full((8,), 2.0)), m.energy(x)), name)
 
+    def test_compositions_combine_the_terms_level_by_level(self):
+        nc = ebmkit.load(str(self.models["conv-ebm-nc"]))
+        blind = ebmkit.load(str(ROOT / "models" / "mnist-dsm"))
+        x = self.images["mnist"][:4]
+        sig = torch.tensor([0.05, 0.2, 1.0, 7.0])
+        with torch.no_grad():
+            e_nc, e_blind = nc.energy_at(x, sig), blind.energy(x)
+            both = nc & 0.5 * blind
+            self.assertTrue(both.noise_conditional)
+            self.assertTrue(torch.allclose(both.energy_at(x, sig), e_nc + 0.5 * e_blind))
+            either = ebmkit.or_(nc, blind, temperature=1.0)
+            self.assertTrue(either.noise_conditional)
+            want = -torch.logsumexp(-torch.stack([e_nc, e_blind], 1), 1)
+            self.assertTrue(torch.allclose(either.energy_at(x, sig), want))
+            self.assertFalse((blind & blind).noise_conditional)
+
     def test_bad_cards_and_sigmas(self):
         for bad in (0, -1, 100, "0.1", True):
             with self.assertRaisesRegex(ValueError, "sigma_min"):
