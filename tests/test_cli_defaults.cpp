@@ -185,6 +185,7 @@ std::map<std::string, std::string> composer_flags(const ComposerOptions& f) {
                                        {"--prior", show(f.prior())},
                                        {"--prior-weight", show(f.compose().prior_weight())},
                                        {"--guidance", show(f.compose().guidance())},
+                                       {"--guide-on", show(f.compose().guide_on())},
                                        {"--not-weight", show(f.compose().not_weight())},
                                        {"--or-temperature", show(f.compose().or_temperature())},
                                        {"--restarts", show(f.sample().restarts())},

@@ -115,25 +115,34 @@ TEST(Losses, DsmIsZeroForTheExactNoiseConditionalEnergy) {
   EXPECT_GT(dsm_loss(blind, x, sig, eps).item<double>(), 1.0);
 }
 
-TEST(Models, NoiseConditionalConvEBM) {
-  at::manual_seed(4);
-  NativeModel m({{"type", "conv-ebm-nc"}, {"width", 4}, {"sigma_min", 0.02}});
-  EXPECT_TRUE(m.noise_conditional());
-  EXPECT_EQ(m.num_classes(), 0);
-  auto x = torch::rand({3, 1, 28, 28});
-  const auto e_min = m.energy_at(x, torch::full({3}, 0.02));
-  EXPECT_TRUE(torch::allclose(m.energy(x), e_min));  // energy(x) is the energy at sigma_min
-  // The level is an input: each row is scored at its own sigma.
-  const auto mixed = m.energy_at(x, torch::tensor({0.02f, 0.5f, 1.0f}));
-  EXPECT_FLOAT_EQ(mixed[0].item<float>(), e_min[0].item<float>());
-  EXPECT_NE(mixed[1].item<float>(), m.energy_at(x, torch::full({3}, 0.02))[1].item<float>());
-  EXPECT_THROW(m.energy_at(x, torch::full({2}, 0.1)), c10::Error);  // sigma must be [B]
-  EXPECT_THROW(NativeModel({{"type", "conv-ebm-nc"}, {"sigma_min", -1}}), DataError);
-  EXPECT_THROW(NativeModel({{"type", "conv-ebm-nc"}, {"sigma_min", "small"}}), DataError);
+TEST(Models, NoiseConditionalEnergies) {
+  for (const char* type : {"conv-ebm-nc", "unet-ebm-nc"}) {
+    SCOPED_TRACE(type);
+    at::manual_seed(4);
+    NativeModel m({{"type", type}, {"width", 4}, {"sigma_min", 0.02}});
+    EXPECT_TRUE(m.noise_conditional());
+    EXPECT_EQ(m.num_classes(), 0);
+    auto x = torch::rand({3, 1, 28, 28});
+    const auto e_min = m.energy_at(x, torch::full({3}, 0.02));
+    EXPECT_TRUE(torch::allclose(m.energy(x), e_min));  // energy(x) is the energy at sigma_min
+    // The level is an input: each row is scored at its own sigma.
+    const auto mixed = m.energy_at(x, torch::tensor({0.02f, 0.5f, 1.0f}));
+    EXPECT_FLOAT_EQ(mixed[0].item<float>(), e_min[0].item<float>());
+    EXPECT_NE(mixed[1].item<float>(), m.energy_at(x, torch::full({3}, 0.02))[1].item<float>());
+    EXPECT_THROW(m.energy_at(x, torch::full({2}, 0.1)), c10::Error);  // sigma must be [B]
+    EXPECT_THROW(NativeModel({{"type", type}, {"sigma_min", -1}}), DataError);
+    EXPECT_THROW(NativeModel({{"type", type}, {"sigma_min", "small"}}), DataError);
+  }
+  // The U-Net energy is |x - D(x, sigma)|^2 / (2 sigma^2) of its denoiser.
+  UNetEnergy u(NoiseConditionalEBMOptions().width(4));
+  auto x = torch::rand({2, 1, 28, 28});
+  auto sig = torch::tensor({0.1f, 0.7f});
+  const auto want = (x - u->denoise(x, sig)).pow(2).flatten(1).sum(1) / (2 * sig.pow(2));
+  EXPECT_TRUE(torch::allclose(u->forward(x, sig), want));
   // A plain conv-ebm is sigma-blind.
   NativeModel plain({{"type", "conv-ebm"}, {"width", 4}});
   EXPECT_FALSE(plain.noise_conditional());
-  EXPECT_TRUE(plain.energy_at(x, torch::full({3}, 0.3)).equal(plain.energy(x)));
+  EXPECT_TRUE(plain.energy_at(x, torch::full({2}, 0.3)).equal(plain.energy(x)));
 }
 
 TEST(ReplayBuffer, ReinitFractionHonoured) {

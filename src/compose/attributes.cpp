@@ -134,7 +134,11 @@ EnergyPtr build_energy(const Expr& e, const AttributeSet& attrs, const ComposeOp
   if (!(o.not_weight() >= 0)) throw UsageError("--not-weight must be >= 0, got " + std::to_string(o.not_weight()));
   if (!(o.or_temperature() > 0)) throw UsageError("--or-temperature must be > 0, got " + std::to_string(o.or_temperature()));
   if (!(o.guidance() > 0)) throw UsageError("--guidance must be > 0, got " + std::to_string(o.guidance()));
+  if (o.guide_on() != "denoised" && o.guide_on() != "noisy")
+    throw UsageError("--guide-on must be denoised or noisy, got '" + o.guide_on() + "'");
   EnergyPtr body = build_expr(e, attrs, o);
+  if (prior && prior->noise_conditional() && o.guide_on() == "denoised")
+    body = std::make_shared<DenoisedGuidanceEnergy>(body, prior);
   if ((!prior || o.prior_weight() == 0) && o.guidance() == 1.0) return body;
   std::vector<SumEnergy::Term> t{{o.guidance(), body}};
   if (prior && o.prior_weight() != 0) t.insert(t.begin(), {o.prior_weight(), prior});

@@ -91,6 +91,7 @@ json Composer::describe(uint64_t seed) const {
           {"prior_hash", no_prior(o_.prior()) ? "" : model_hash(o_.prior())},
           {"prior_weight", c.prior_weight()},
           {"guidance", c.guidance()},
+          {"guide_on", prior_ && prior_->noise_conditional() ? c.guide_on() : "noisy"},
           {"not_weight", c.not_weight()},
           {"or_temperature", c.or_temperature()},
           {"restarts", s.restarts()},

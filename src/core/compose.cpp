@@ -91,6 +91,31 @@ std::string AffineEnergy::describe() const {
   return s.str();
 }
 
+DenoisedGuidanceEnergy::DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser)
+    : inner_(std::move(inner)), denoiser_(std::move(denoiser)) {
+  TORCH_CHECK(inner_ && denoiser_, "DenoisedGuidanceEnergy: null energy");
+}
+
+torch::Tensor DenoisedGuidanceEnergy::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "DenoisedGuidanceEnergy: sigma must be [B], got ",
+              sigma.sizes());
+  torch::Tensor x_hat;
+  {
+    // A separate graph, even when the caller has autograd off (scoring).
+    torch::AutoGradMode on(true);
+    const auto xd = x.detach().requires_grad_(true);
+    const auto g = torch::autograd::grad({denoiser_->energy_at(xd, sigma).sum()}, {xd})[0];
+    const auto s2 = sigma.to(x.dtype()).pow(2).view({-1, 1, 1, 1});
+    x_hat = (xd - s2 * g).detach().clamp(0, 1);
+  }
+  // Straight-through: the value of inner at x_hat, the gradient of inner at x_hat.
+  return inner_->energy(x_hat + (x - x.detach()));
+}
+
+std::string DenoisedGuidanceEnergy::describe() const {
+  return inner_->describe() + " on the Tweedie estimate of " + denoiser_->describe();
+}
+
 ClassEnergy::ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll, double temperature)
     : clf_(std::move(classifier)), cls_(cls), nll_(nll), t_(temperature) {
   if (!(temperature > 0)) throw UsageError("class-energy temperature must be > 0, got " + std::to_string(temperature));

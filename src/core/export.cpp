@@ -70,6 +70,9 @@ namespace {
 // (conv-ebm) or logits [B,K] (conv-classifier).
 torch::jit::Module script_native(NativeModel& native) {
   const std::string type = native.arch().value("type", "");
+  if (native.noise_conditional())
+    throw UsageError("export: " + type + " is noise-conditional (E(x, sigma)); TorchScript export covers conv-ebm and "
+                     "conv-classifier");
   auto root = native.module();
   root->eval();
   torch::jit::Module m("ebmkit_" + std::string(type == "conv-ebm" ? "ConvEBM" : "ConvClassifier"));

@@ -71,6 +71,14 @@ torch::Tensor ConvEBMImpl::forward(const torch::Tensor& x) {
 }
 
 // ---------------------------------------------------------------- NoiseConditionalEBM
+namespace {
+// The sigma plane both noise-conditional architectures read, in the [0, 1]
+// convention of their image input: 1 + log(sigma)/log(100).
+torch::Tensor sigma_plane(const torch::Tensor& x, const torch::Tensor& sigma) {
+  return (1.0 + sigma.to(x.dtype()).log() / std::log(100.0)).view({-1, 1, 1, 1}).expand({x.size(0), 1, 28, 28});
+}
+}  // namespace
+
 NoiseConditionalEBMImpl::NoiseConditionalEBMImpl(const NoiseConditionalEBMOptions& o) : options(o) {
   TORCH_CHECK(o.width() > 0 && o.channels() > 0, "NoiseConditionalEBM: width and channels must be > 0");
   net = register_module("net", ConvEBM(ConvEBMOptions().channels(o.channels() + 1).width(o.width())));
@@ -80,10 +88,39 @@ torch::Tensor NoiseConditionalEBMImpl::forward(const torch::Tensor& x, const tor
   check_input(x, options.channels(), "NoiseConditionalEBM");
   TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "NoiseConditionalEBM expects sigma [B] with B = ",
               x.size(0), ", got ", sigma.sizes());
-  const auto s = sigma.to(x.dtype());
-  // ConvEBM maps its input v to 2v - 1, so this plane spans [-1, 1] over sigma in [0.01, 1].
-  const auto plane = (1.0 + s.log() / std::log(100.0)).view({-1, 1, 1, 1}).expand({x.size(0), 1, 28, 28});
-  return net->forward(torch::cat({x, plane}, 1)) / s;
+  // ConvEBM maps its input v to 2v - 1, so the plane spans [-1, 1] over sigma in [0.01, 1].
+  return net->forward(torch::cat({x, sigma_plane(x, sigma)}, 1)) / sigma.to(x.dtype());
+}
+
+// ---------------------------------------------------------------- UNetEnergy
+UNetEnergyImpl::UNetEnergyImpl(const NoiseConditionalEBMOptions& o) : options(o) {
+  const int64_t w = o.width(), c = o.channels();
+  TORCH_CHECK(w > 0 && c > 0, "UNetEnergy: width and channels must be > 0");
+  in1 = register_module("in1", nn::Sequential(conv(c + 1, w, 3, 1, 1), nn::SiLU(), conv(w, w, 3, 1, 1), nn::SiLU()));
+  down1 = register_module("down1", nn::Sequential(conv(w, 2 * w, 4, 2, 1), nn::SiLU(), conv(2 * w, 2 * w, 3, 1, 1), nn::SiLU()));
+  down2 = register_module("down2", nn::Sequential(conv(2 * w, 2 * w, 4, 2, 1), nn::SiLU(), conv(2 * w, 2 * w, 3, 1, 1), nn::SiLU()));
+  up2 = register_module("up2", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(2 * w, 2 * w, 4).stride(2).padding(1)));
+  mid2 = register_module("mid2", nn::Sequential(nn::SiLU(), conv(4 * w, 2 * w, 3, 1, 1), nn::SiLU()));
+  up1 = register_module("up1", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1)));
+  mid1 = register_module("mid1", nn::Sequential(nn::SiLU(), conv(2 * w, w, 3, 1, 1), nn::SiLU()));
+  out = register_module("out", conv(w, c, 3, 1, 1));
+}
+
+torch::Tensor UNetEnergyImpl::denoise(const torch::Tensor& x, const torch::Tensor& sigma) {
+  check_input(x, options.channels(), "UNetEnergy");
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "UNetEnergy expects sigma [B] with B = ", x.size(0),
+              ", got ", sigma.sizes());
+  const auto h1 = in1->forward(torch::cat({x * 2 - 1, sigma_plane(x, sigma) * 2 - 1}, 1));  // [B,w,28,28]
+  const auto h2 = down1->forward(h1);                                                       // [B,2w,14,14]
+  const auto h3 = down2->forward(h2);                                                       // [B,2w,7,7]
+  const auto u2 = mid2->forward(torch::cat({up2->forward(h3), h2}, 1));                     // [B,2w,14,14]
+  const auto u1 = mid1->forward(torch::cat({up1->forward(u2), h1}, 1));                     // [B,w,28,28]
+  return (out->forward(u1) + 1) / 2;                                                        // [B,C,28,28]
+}
+
+torch::Tensor UNetEnergyImpl::forward(const torch::Tensor& x, const torch::Tensor& sigma) {
+  const auto s2 = sigma.to(x.dtype()).pow(2);
+  return (x - denoise(x, sigma)).pow(2).flatten(1).sum(1) / (2 * s2);
 }
 
 // ---------------------------------------------------------------- ConvClassifier
@@ -139,17 +176,24 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
     ConvEBM m(ConvEBMOptions().channels(ch).width(width));
     module_ = m.ptr();
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
-  } else if (type == "conv-ebm-nc") {
+  } else if (type == "conv-ebm-nc" || type == "unet-ebm-nc") {
     if (arch.contains("sigma_min") && !arch["sigma_min"].is_number())
       throw DataError("architecture \"sigma_min\" must be a number, got " + arch["sigma_min"].dump().substr(0, 40));
     const double sigma_min = arch.value("sigma_min", 0.01);
     if (!(sigma_min > 0 && sigma_min < 100))
       throw DataError("architecture \"sigma_min\" must be a number in (0, 100), got " + std::to_string(sigma_min));
-    NoiseConditionalEBM m(NoiseConditionalEBMOptions().channels(ch).width(width));
-    module_ = m.ptr();
-    forward_sigma_ = [m](const torch::Tensor& x, const torch::Tensor& s) mutable { return m->forward(x, s); };
-    forward_ = [m, sigma_min](const torch::Tensor& x) mutable {
-      return m->forward(x, torch::full({x.size(0)}, sigma_min, x.options()));
+    const auto o = NoiseConditionalEBMOptions().channels(ch).width(width);
+    if (type == "conv-ebm-nc") {
+      NoiseConditionalEBM m(o);
+      module_ = m.ptr();
+      forward_sigma_ = [m](const torch::Tensor& x, const torch::Tensor& s) mutable { return m->forward(x, s); };
+    } else {
+      UNetEnergy m(o);
+      module_ = m.ptr();
+      forward_sigma_ = [m](const torch::Tensor& x, const torch::Tensor& s) mutable { return m->forward(x, s); };
+    }
+    forward_ = [f = forward_sigma_, sigma_min](const torch::Tensor& x) {
+      return f(x, torch::full({x.size(0)}, sigma_min, x.options()));
     };
   } else if (type == "conv-classifier") {
     num_classes_ = arch_int(arch, "num_classes", 10, 2, 10000);
@@ -167,7 +211,7 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
     classifier_ = m;
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
   } else {
-    throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-ebm-nc, conv-classifier)");
+    throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-ebm-nc, unet-ebm-nc, conv-classifier)");
   }
   set_card({{"arch", arch_}});
 }

@@ -170,12 +170,12 @@ nlohmann::json default_arch(const TrainOptions& o, int64_t num_classes) {
   const std::string type = !o.arch_type().empty()                       ? o.arch_type()
                            : is_classifier_task(parse_task(o.task())) ? "conv-classifier"
                                                             : "conv-ebm";
-  if (type != "conv-classifier" && type != "conv-ebm" && type != "conv-ebm-nc")
-    throw UsageError("--arch must be conv-ebm, conv-ebm-nc or conv-classifier, got '" + type + "'");
+  if (type != "conv-classifier" && type != "conv-ebm" && type != "conv-ebm-nc" && type != "unet-ebm-nc")
+    throw UsageError("--arch must be conv-ebm, conv-ebm-nc, unet-ebm-nc or conv-classifier, got '" + type + "'");
   nlohmann::json a{{"type", type}, {"width", o.width()}};
-  if (type == "conv-ebm-nc") {
+  if (type == "conv-ebm-nc" || type == "unet-ebm-nc") {
     if (parse_task(o.task()) != TaskKind::kDsm)
-      throw UsageError("--arch conv-ebm-nc (a noise-conditional energy) is trained by --task dsm only");
+      throw UsageError("--arch " + type + " (a noise-conditional energy) is trained by --task dsm only");
     // energy(x) without a level is the energy at the smallest trained sigma.
     a["sigma_min"] = *std::min_element(o.dsm_sigmas().begin(), o.dsm_sigmas().end());
   }

@@ -43,6 +43,11 @@ void add_composer_flags(CLI::App* sub, ComposerOptions& f) {
   sub->add_option("--guidance", f.compose().guidance(), "Scale g on the attribute energies: p(x) * p(c|x)^g")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  sub->add_option("--guide-on", f.compose().guide_on(),
+                  "With a noise-conditional prior, where the atoms read the image at each level: denoised\n"
+                  "(the prior's Tweedie estimate) | noisy (the noisy chain; for noise-aware attribute models)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"denoised", "noisy"}));
   sub->add_option("--not-weight", f.compose().not_weight(), "alpha of NOT: E_pos - alpha*E_neg")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -54,10 +54,12 @@ void add_train(CLI::App& app, Action& run) {
       ->check(CLI::IsMember({"clf", "ebm", "jem", "attribute", "dsm", "energy-finetune"}));
   sub->add_option("--data", o.data(), "Dataset name (fashion-mnist, mnist, or a file)")->capture_default_str();
   sub->add_option("--out", o.out(), "Output model folder (weights.pt + card.json)")->required();
-  sub->add_option("--arch", o.arch_type(), "conv-ebm | conv-ebm-nc | conv-classifier (default: by task: conv-ebm for\n"
-                  "ebm and dsm). conv-ebm-nc is a noise-conditional energy E(x, sigma) for --task dsm: it is\n"
-                  "told each image's noise level, and `ebm sample` draws from it by annealed Langevin")
-      ->check(CLI::IsMember({"conv-ebm", "conv-ebm-nc", "conv-classifier"}));
+  sub->add_option("--arch", o.arch_type(),
+                  "conv-ebm | conv-ebm-nc | unet-ebm-nc | conv-classifier (default: by task: conv-ebm for ebm\n"
+                  "and dsm). The -nc ones are noise-conditional energies E(x, sigma) for --task dsm, told each\n"
+                  "image's noise level (conv-ebm-nc: a conv energy; unet-ebm-nc: |x - D(x, sigma)|^2 / 2 sigma^2\n"
+                  "for a U-Net denoiser D); `ebm sample` draws from them by annealed Langevin")
+      ->check(CLI::IsMember({"conv-ebm", "conv-ebm-nc", "unet-ebm-nc", "conv-classifier"}));
   sub->add_option("--width", o.width(), "Base channel width of the architecture")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--activation", o.activation(), "conv-classifier activation: silu (default) | leaky_relu")->check(CLI::IsMember({"silu", "leaky_relu"}));
   sub->add_option("--attribute", o.attribute(), "For --task attribute: digit | thickness")->capture_default_str();

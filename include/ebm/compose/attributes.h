@@ -79,6 +79,11 @@ struct ComposeOptions {
   /// 100 only 100 made chains change digit identity; 200 with not_weight
   /// 0.005 raised OR and kept NOT on the proxy judge.
   TORCH_ARG(double, guidance) = 200.0;
+  /// Where the atoms read the image when the prior is noise-conditional:
+  /// "denoised" (the prior's Tweedie estimate at each level;
+  /// DenoisedGuidanceEnergy in core/compose.h) | "noisy" (the chain's noisy
+  /// image itself, for noise-aware attribute models). Ignored otherwise.
+  TORCH_ARG(std::string, guide_on) = "denoised";
 };
 
 /// The energy of an expression: prior_weight * prior(x) + guidance * E_expr(x), where

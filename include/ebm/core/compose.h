@@ -60,6 +60,27 @@ class AffineEnergy : public Energy {
   double shift_, scale_;
 };
 
+/// Guidance read on the denoised image ("forward" / universal guidance, Bansal
+/// et al. 2023; the Tweedie estimate of DPS, Chung et al. 2023, with the
+/// denoiser's Jacobian taken as the identity). At level sigma:
+///   x_hat = clamp(x - sigma^2 grad_x D(x, sigma), 0, 1)   (D = denoiser, tweedie.h)
+///   E(x, sigma) = inner(x_hat + (x - stop_grad(x)))
+/// so grad_x E(x, sigma) = grad inner at x_hat: a classifier trained on clean
+/// images guides a chain at every noise level by what the chain will become,
+/// not by the noisy pixels it cannot read. Costs one more denoiser gradient
+/// per evaluation. energy(x), without a level, is inner(x). Noise-conditional.
+class DenoisedGuidanceEnergy : public Energy {
+ public:
+  DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser);
+  torch::Tensor energy(const torch::Tensor& x) override { return inner_->energy(x); }
+  torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
+  bool noise_conditional() const override { return true; }
+  std::string describe() const override;
+
+ private:
+  EnergyPtr inner_, denoiser_;
+};
+
 /// Class-conditional energy of a classifier, in one of two readings:
 ///   logit: E(x|c) = -logits(x)[c] / T          (JEM's E(x,y) = -f(x)[y])
 ///   nll:   E(x|c) = -log softmax(logits(x)/T)[c] = -log p(c|x)

@@ -65,6 +65,29 @@ class NoiseConditionalEBMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(NoiseConditionalEBM);
 
+/// Noise-conditional energy of a denoiser (Salimans & Ho 2021, "Should EBMs
+/// model the energy or the score?"): a small U-Net D (28 -> 14 -> 7 -> 14 ->
+/// 28, skip connections, SiLU) reads the image and the same sigma plane as
+/// NoiseConditionalEBM and outputs a clean-image estimate; the energy is
+///   E(x, sigma) = ||x - D(x, sigma)||^2 / (2 sigma^2)
+/// whose gradient is (I - J_D)^T (x - D) / sigma^2, the Tweedie residual over
+/// sigma^2 when D is the posterior mean. Same options as NoiseConditionalEBM.
+/// x: [B,C,28,28], sigma: [B] > 0 -> e [B].
+class UNetEnergyImpl : public torch::nn::Module {
+ public:
+  explicit UNetEnergyImpl(const NoiseConditionalEBMOptions& o = {});
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& sigma);  // [B,C,H,W], [B] -> [B]
+  /// The denoiser's output D(x, sigma): [B,C,28,28].
+  torch::Tensor denoise(const torch::Tensor& x, const torch::Tensor& sigma);
+  NoiseConditionalEBMOptions options;
+
+ private:
+  torch::nn::Sequential in1{nullptr}, down1{nullptr}, down2{nullptr}, mid2{nullptr}, mid1{nullptr};
+  torch::nn::ConvTranspose2d up2{nullptr}, up1{nullptr};
+  torch::nn::Conv2d out{nullptr};
+};
+TORCH_MODULE(UNetEnergy);
+
 struct ConvClassifierOptions {
   TORCH_ARG(int64_t, channels) = 1;
   TORCH_ARG(int64_t, width) = 32;
@@ -98,7 +121,8 @@ class NativeModel : public Energy {
  public:
   /// Build an untrained model from an architecture description, e.g.
   /// {"type":"conv-ebm","width":32}, {"type":"conv-classifier","width":32,"num_classes":10} or
-  /// {"type":"conv-ebm-nc","width":32,"sigma_min":0.01} (energy(x) is E(x, sigma_min)).
+  /// {"type":"conv-ebm-nc","width":32,"sigma_min":0.01} (energy(x) is E(x, sigma_min)) or
+  /// {"type":"unet-ebm-nc","width":32,"sigma_min":0.01} (the same, UNetEnergy).
   explicit NativeModel(const json& arch);
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor logits(const torch::Tensor& x) override;
