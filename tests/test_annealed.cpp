@@ -181,5 +181,29 @@ TEST(NoiseConditional, CompositionsCombineTheTermsLevelByLevel) {
   EXPECT_THROW(EnergyAtSigma(*sum, 0.0), c10::Error);
 }
 
+TEST(NoiseConditional, DenoisedGuidanceReadsTheTweedieEstimate) {
+  // Denoiser: data N(mu, s^2 I), so x_hat = mu + s^2 / (s^2 + sigma^2) (x - mu)
+  // (then clamped to [0,1]). Inner: |x - c|^2 / 2, gradient x - c. The guided
+  // energy is inner(x_hat), and its gradient is inner's gradient at x_hat.
+  const double s = 0.2;
+  auto mu = torch::full({1, 3, 3}, 0.5), c = torch::full({1, 3, 3}, 0.9);
+  auto denoiser = std::make_shared<GaussianNoiseConditional>(mu, s);
+  auto inner = std::make_shared<GaussianEnergy>(c, 1.0);
+  DenoisedGuidanceEnergy guided(inner, denoiser);
+  EXPECT_TRUE(guided.noise_conditional());
+  auto gen = at::detail::createCPUGenerator(6);
+  const auto x = 0.5 + 0.4 * torch::randn({4, 1, 3, 3}, gen);
+  const auto sig = torch::tensor({0.05f, 0.2f, 0.5f, 1.0f});
+  const auto k = (s * s / (s * s + sig.pow(2))).view({-1, 1, 1, 1});
+  const auto x_hat = (mu + k * (x - mu)).clamp(0, 1);
+  EXPECT_TRUE(torch::allclose(guided.energy_at(x, sig), inner->energy(x_hat), 1e-5, 1e-6));
+  const auto xr = x.clone().requires_grad_(true);
+  const auto g = torch::autograd::grad({guided.energy_at(xr, sig).sum()}, {xr})[0];
+  EXPECT_TRUE(torch::allclose(g, x_hat - c, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(guided.energy(x), inner->energy(x)));  // no level: the image as it is
+  torch::NoGradGuard off;  // scoring with autograd off still denoises
+  EXPECT_TRUE(torch::allclose(guided.energy_at(x, sig), inner->energy(x_hat), 1e-5, 1e-6));
+}
+
 }  // namespace
 }  // namespace ebm
