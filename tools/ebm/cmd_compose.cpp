@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -75,6 +76,18 @@ void add_composer_flags(CLI::App* sub, ComposerOptions& f) {
                      "Annealed sampler (--sampler annealed; the default with a noise-conditional --prior)");
 }
 
+// The keys of a prior card's "compose" entry whose flags were given: they win.
+std::set<std::string> given_compose_keys(const CLI::App* sub) {
+  std::set<std::string> given = given_langevin_keys(sub);  // the sampler's keys, annealed ones included
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"--guidance", "guidance"},        {"--not-weight", "not_weight"}, {"--or-temperature", "or_temperature"},
+      {"--prior-weight", "prior_weight"}, {"--guide-on", "guide_on"},     {"--restarts", "restarts"},
+      {"--init", "init"}};
+  for (const auto& [flag, key] : kFlags)
+    if (const auto* opt = sub->get_option_no_throw(flag); opt && opt->count() > 0) given.insert(key);
+  return given;
+}
+
 std::string sidecar_path(const std::string& out) {
   const auto dot = out.find_last_of('.');
   const auto slash = out.find_last_of('/');
@@ -113,9 +126,9 @@ void add_eval(CLI::App* parent, Action& run) {
   add_quality_flags(sub, eo.quality());
   add_composer_flags(sub, f);
   add_common(sub, c, true);
-  sub->callback([&run] {
+  sub->callback([&run, sub] {
     require(all_pairs || !expr.empty(), "compose eval needs --expr or --all-pairs");
-    run = [] {
+    run = [sub] {
       apply_common(c);
       std::vector<std::string> exprs;
       if (all_pairs) {
@@ -127,7 +140,7 @@ void add_eval(CLI::App* parent, Action& run) {
           if (s.find_first_not_of(" ") != std::string::npos) exprs.push_back(s);
       }
       eo.keep_grid(!grid.empty());
-      const Composer composer(f);
+      const Composer composer(f, given_compose_keys(sub));
       std::unique_ptr<Progress> bar;
       const auto rep = evaluate_composition(
           composer, exprs, eo, c.seed,
@@ -179,6 +192,10 @@ void add_compose(CLI::App& app, Action& run) {
               "Of guidance 1, 5 and 100 only 100 made chains change digit identity (measured by eye);\n"
               "200 with --not-weight 0.005 raised OR and kept NOT on a proxy judge. Two chains per\n"
               "sample (--restarts 2); the one whose expression energy (prior excluded) is lower is kept.\n"
+              "With a noise-conditional --prior (models/mnist-ncsn) the sampler is annealed Langevin from\n"
+              "uniform noise (--sampler auto, --init auto), the atoms read the prior's Tweedie estimate at\n"
+              "each level (--guide-on denoised), and the prior's card supplies the settings tuned for it\n"
+              "(its \"compose\" entry; flags given here win; the sidecar lists them as from_prior_card).\n"
               "The grid's JSON sidecar (GRID.json) records everything needed to reproduce it.\n\n"
               "Example: ebm compose --expr \"digit=3 & thick\" --n 64 --out grid.png --save samples.npy");
   static std::string expr, out, save;
@@ -197,16 +214,19 @@ void add_compose(CLI::App& app, Action& run) {
     for (auto* s : sub->get_subcommands())
       if (s->parsed()) return;
     require(!expr.empty() && !out.empty(), "compose needs --expr and --out (or: ebm compose eval --help)");
-    run = [] {
+    run = [sub] {
       apply_common(c);
       check_outputs({out, sidecar_path(out), save, c.json_out});
       if (!save.empty()) tensor_format(save);
-      const Composer composer(f);
+      const Composer composer(f, given_compose_keys(sub));
       const Expr ex = parse_expr(expr);
       composer.resolve(ex);
-      Progress bar("compose", n * f.sample().restarts() * f.sample().langevin().steps(), 5.0);
-      const auto s = composer.sample(ex, n, c.seed, [&](int64_t done, int64_t) { bar.update(done); });
-      bar.finish();
+      std::unique_ptr<Progress> bar;  // the total (annealed or not, restarts from the card) is known once sampling starts
+      const auto s = composer.sample(ex, n, c.seed, [&](int64_t done, int64_t total) {
+        if (!bar) bar = std::make_unique<Progress>("compose", total, 5.0);
+        bar->update(done);
+      });
+      if (bar) bar->finish();
       write_png_grid(out, s.x);
       if (!save.empty()) write_tensor(save, s.x);
       json rep{{"expr", expr}, {"parsed", ex.str()}, {"n", n}, {"out", out}, {"save", save},

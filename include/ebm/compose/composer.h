@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,14 @@ struct ComposerOptions {
 class Composer {
  public:
   /// Loads the attribute models and the prior; UsageError on a bad select/init.
-  explicit Composer(ComposerOptions o);
+  /// A prior's card may carry a "compose" entry: the settings composition was
+  /// tuned with on that prior, e.g. models/mnist-ncsn's
+  ///   "compose": {"guidance": 5, "not_weight": 0.2, "epsilon": 5e-05}
+  /// Its keys (guidance, not_weight, or_temperature, prior_weight, guide_on,
+  /// restarts, init, and the annealed sampler's sigma_max, sigma_min, levels,
+  /// steps_per_level, epsilon, corrector) replace o's values, except those
+  /// named in `given` (set explicitly by the caller). DataError on a malformed entry.
+  explicit Composer(ComposerOptions o, const std::set<std::string>& given = {});
   const ComposerOptions& options() const { return o_; }
   const AttributeSet& attributes() const { return attrs_; }
   /// Resolve every atom of `e` now (UsageError listing what exists otherwise).
@@ -57,6 +65,8 @@ class Composer {
   /// n samples of `e`; `on_step(done, total)` counts chain steps.
   ComposeSamples sample(const Expr& e, int64_t n, uint64_t seed,
                         const std::function<void(int64_t, int64_t)>& on_step = {}) const;
+  /// The keys the prior's card supplied (a JSON array, empty without any).
+  const nlohmann::json& from_card() const { return from_card_; }
   /// Everything needed to reproduce a sample: models with hashes and
   /// calibration, prior, weights, sampler, starts, seed.
   nlohmann::json describe(uint64_t seed) const;
@@ -67,6 +77,7 @@ class Composer {
   EnergyPtr prior_;
   std::string sampler_;         // "langevin" | "annealed": o_.sample().sampler() resolved for the prior
   std::string init_;            // "data" | "uniform": o_.init() resolved
+  nlohmann::json from_card_ = nlohmann::json::array();
   mutable torch::Tensor pool_;  // init "data": the fit split, loaded on first use
 };
 
