@@ -67,6 +67,7 @@ void add_sample(CLI::App& app, Action& run) {
       if (!save.empty()) write_tensor(save, r.x);
       json rep = r.to_json();
       rep["out"] = out;
+      rep["command"] = command_line();
       if (c.json_out != "-") std::fputs(r.to_text().c_str(), stdout);
       write_json(c.json_out, rep);
       if (c.json_out != "-") std::printf("wrote %lld samples to %s\n", (long long)o.n(), out.c_str());
