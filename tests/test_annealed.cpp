@@ -140,6 +140,21 @@ TEST(Annealed, BadOptionsNameTheValueAndDivergenceIsAnError) {
         << c;
 }
 
+TEST(NoiseConditional, AutoSamplerIsAnnealedExactlyForNoiseConditionalEnergies) {
+  EXPECT_EQ(resolve_sampler("auto", true), "annealed");
+  EXPECT_EQ(resolve_sampler("auto", false), "langevin");
+  for (bool nc : {true, false}) {
+    EXPECT_EQ(resolve_sampler("langevin", nc), "langevin");
+    EXPECT_EQ(resolve_sampler("annealed", nc), "annealed");
+  }
+  try {
+    resolve_sampler("hmc", true);
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("hmc"), std::string::npos);
+  }
+}
+
 TEST(NoiseConditional, TweedieUsesTheEnergyAtItsLevel) {
   // Data N(mu, s^2 I) blurred by sigma: E(x, sigma) = |x - mu|^2 / (2 v), v = s^2 + sigma^2,
   // so z - sigma^2 grad E(z, sigma) = mu + (s^2 / v)(z - mu), the posterior mean,

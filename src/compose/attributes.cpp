@@ -290,17 +290,11 @@ LangevinOptions composition_sampler() {
       .noise_schedule(Schedule::parse("geometric:0.02"));
 }
 
-std::string resolve_sampler(const std::string& sampler, const Energy& e) {
-  if (sampler == "auto") return e.noise_conditional() ? "annealed" : "langevin";
-  if (sampler == "langevin" || sampler == "annealed") return sampler;
-  throw UsageError("unknown sampler '" + sampler + "' (use auto, langevin or annealed)");
-}
-
 ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& o,
                               const std::function<void(int64_t, int64_t)>& on_step) {
   if (n < 1) throw UsageError("--n must be >= 1, got " + std::to_string(n));
   if (o.restarts() < 1) throw UsageError("--restarts must be >= 1, got " + std::to_string(o.restarts()));
-  const bool annealed = resolve_sampler(o.sampler(), e) == "annealed";
+  const bool annealed = resolve_sampler(o.sampler(), e.noise_conditional()) == "annealed";
   if (annealed) check_annealed_options(o.annealed());
   auto gen = at::detail::createCPUGenerator(o.seed());
   const int64_t total = n * o.restarts(),

@@ -68,12 +68,7 @@ Composer::Composer(ComposerOptions o, const std::set<std::string>& given) : o_(s
   if (!no_prior(o_.prior())) prior_ = load_model(o_.prior());
   // Attribute models are classifiers (sigma-blind), so the prior alone decides
   // what "auto" means; every composed energy is noise-conditional iff it is.
-  if (prior_) {
-    sampler_ = resolve_sampler(o_.sample().sampler(), *prior_);
-  } else {
-    GaussianEnergy blind(torch::zeros({1}), 1.0);
-    sampler_ = resolve_sampler(o_.sample().sampler(), blind);
-  }
+  sampler_ = resolve_sampler(o_.sample().sampler(), prior_ && prior_->noise_conditional());
   init_ = o_.init() != "auto" ? o_.init() : sampler_ == "annealed" ? "uniform" : "data";
 }
 

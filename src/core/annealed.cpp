@@ -33,6 +33,12 @@ AnnealedOptions image_annealed_sampler() {
   return AnnealedOptions().sigma_max(1.0).sigma_min(0.01).levels(10).steps_per_level(20).epsilon(2e-5).corrector("ula");
 }
 
+std::string resolve_sampler(const std::string& sampler, bool noise_conditional) {
+  if (sampler == "auto") return noise_conditional ? "annealed" : "langevin";
+  if (sampler == "langevin" || sampler == "annealed") return sampler;
+  throw UsageError("unknown sampler '" + sampler + "' (use auto, langevin or annealed)");
+}
+
 double annealed_sigma(const AnnealedOptions& o, int64_t level) {
   if (o.levels() <= 1) return o.sigma_min();
   return o.sigma_max() * std::pow(o.sigma_min() / o.sigma_max(), double(level) / double(o.levels() - 1));

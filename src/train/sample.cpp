@@ -34,11 +34,6 @@ std::string to_string(ChainInit init) {
 
 LangevinOptions tuned_sampler() { return LangevinOptions().steps(200).step_size(10.0).noise(0.005).grad_clip(0.03); }
 
-std::string parse_sampler(const std::string& s) {
-  if (s == "auto" || s == "langevin" || s == "annealed") return s;
-  throw UsageError("unknown sampler '" + s + "' (use auto, langevin or annealed)");
-}
-
 json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::string>& given) {
   json applied = json::array();
   if (!card.contains("sampler")) return applied;
@@ -63,7 +58,10 @@ json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::
   take("step_schedule", [&](const std::string& v) { lo.step_schedule(Schedule::parse(v)); }, std::string{});
   take("noise_schedule", [&](const std::string& v) { lo.noise_schedule(Schedule::parse(v)); }, std::string{});
   take("init", [&](const std::string& v) { o.init(to_string(parse_chain_init(v))); }, std::string{});
-  take("method", [&](const std::string& v) { o.sampler(parse_sampler(v)); }, std::string{});
+  take("method", [&](const std::string& v) {
+    resolve_sampler(v, false);  // validates the name
+    o.sampler(v);
+  }, std::string{});
   AnnealedOptions& ao = o.annealed();
   take("sigma_max", [&](double v) { ao.sigma_max(v); }, double{});
   take("sigma_min", [&](double v) { ao.sigma_min(v); }, double{});
@@ -200,7 +198,7 @@ SampleReport sample(const std::string& model, SampleOptions o, const std::set<st
   }
   auto gen = at::detail::createCPUGenerator(o.seed());
   rep.starts = chain_starts(o, card, gen);
-  rep.sampler = parse_sampler(o.sampler()) == "auto" ? (e->noise_conditional() ? "annealed" : "langevin") : o.sampler();
+  rep.sampler = resolve_sampler(o.sampler(), e->noise_conditional());
   if (rep.sampler == "annealed") {
     const AnnealedOptions ao = AnnealedOptions(o.annealed()).seed(o.seed());
     check_annealed_options(ao);

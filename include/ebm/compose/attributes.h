@@ -173,10 +173,6 @@ struct ComposeSamples {
   torch::Tensor select;  // [N] the selection energy of the kept chain (= energy without select_energy)
 };
 
-/// "langevin" or "annealed": what o.sampler() means for `e` ("auto" resolved).
-/// UsageError naming a bad value.
-std::string resolve_sampler(const std::string& sampler, const Energy& e);
-
 /// N samples of `e` by Langevin (one temperature or annealed, resolve_sampler)
 /// from the starts described by `init_pool` [N,1,28,28].
 /// `on_step(done, total)` reports progress in chain steps.

@@ -77,6 +77,12 @@ struct AnnealedOptions {
 /// Tweedie step. A model card's "sampler" entry may replace these.
 AnnealedOptions image_annealed_sampler();
 
+/// Which chain a sampler name means: "langevin" or "annealed". "auto" is
+/// annealed exactly when the energy is noise-conditional (Energy::
+/// noise_conditional); "langevin" and "annealed" mean themselves. The one rule
+/// `ebm sample` and `ebm compose` share. UsageError naming any other value.
+std::string resolve_sampler(const std::string& sampler, bool noise_conditional);
+
 /// The sigma of level i of L (geometric from sigma_max to sigma_min).
 double annealed_sigma(const AnnealedOptions& o, int64_t level);
 

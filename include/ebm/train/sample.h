@@ -38,17 +38,11 @@ std::string to_string(ChainInit init);
 /// LangevinOptions' own defaults are the primitive's (60 steps, no clip).
 LangevinOptions tuned_sampler();
 
-/// Which chain `sample()` runs.
-///   "auto":     annealed on a noise-conditional model, else langevin
-///   "langevin": one temperature, LangevinOptions (the model's energy(x))
-///   "annealed": annealed Langevin over noise levels (annealed.h) on energy_at(x, sigma)
-/// UsageError naming the bad value otherwise.
-std::string parse_sampler(const std::string& s);
-
 struct SampleOptions {
   /// Number of samples.
   TORCH_ARG(int64_t, n) = 64;
-  /// "auto" | "langevin" | "annealed" (parse_sampler).
+  /// "auto" | "langevin" | "annealed" (resolve_sampler in annealed.h: auto is
+  /// annealed on a noise-conditional model, langevin otherwise).
   TORCH_ARG(std::string, sampler) = "auto";
   /// The shared sampler's settings (steps, step size, noise, clip, schedules).
   TORCH_ARG(LangevinOptions, langevin) = tuned_sampler();
@@ -71,7 +65,7 @@ struct SampleOptions {
 };
 
 /// The sampler keys a card's "sampler" entry may hold, and the field each sets:
-/// "method" (parse_sampler), the Langevin keys (steps, step_size, noise,
+/// "method" (auto | langevin | annealed), the Langevin keys (steps, step_size, noise,
 /// grad_clip, step_schedule, noise_schedule), "init", and the annealed keys
 /// (sigma_max, sigma_min, levels, steps_per_level, epsilon, corrector).
 /// `given` names keys the caller set explicitly (they win over the card).
