@@ -295,7 +295,6 @@ ComposeSamples compose_sample(Energy& e, int64_t n, const ComposeSampleOptions& 
   if (n < 1) throw UsageError("--n must be >= 1, got " + std::to_string(n));
   if (o.restarts() < 1) throw UsageError("--restarts must be >= 1, got " + std::to_string(o.restarts()));
   const bool annealed = resolve_sampler(o.sampler(), e.noise_conditional()) == "annealed";
-  if (annealed) check_annealed_options(o.annealed());
   auto gen = at::detail::createCPUGenerator(o.seed());
   const int64_t total = n * o.restarts(),
                 steps = annealed ? o.annealed().levels() * o.annealed().steps_per_level() : o.langevin().steps();

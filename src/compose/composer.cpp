@@ -23,36 +23,17 @@ namespace {
 
 // The prior card's "compose" entry into o (keys in `given` stay); the keys taken.
 json apply_card_compose(const json& card, ComposerOptions& o, const std::set<std::string>& given) {
-  json applied = json::array();
-  if (!card.contains("compose")) return applied;
-  const json& s = card["compose"];
-  if (!s.is_object()) throw DataError("prior card: \"compose\" must be an object");
-  auto take = [&](const char* key, auto setter, auto example) {
-    if (!s.contains(key) || given.count(key)) return;
-    try {
-      setter(s[key].get<decltype(example)>());
-    } catch (const json::exception& e) {
-      throw DataError(std::string("prior card: malformed \"compose\".") + key + ": " + e.what());
-    }
-    applied.push_back(key);
-  };
+  CardEntry s(card, "compose", given);
   ComposeOptions& c = o.compose();
-  ComposeSampleOptions& so = o.sample();
-  AnnealedOptions& a = so.annealed();
-  take("guidance", [&](double v) { c.guidance(v); }, double{});
-  take("not_weight", [&](double v) { c.not_weight(v); }, double{});
-  take("or_temperature", [&](double v) { c.or_temperature(v); }, double{});
-  take("prior_weight", [&](double v) { c.prior_weight(v); }, double{});
-  take("guide_on", [&](const std::string& v) { c.guide_on(v); }, std::string{});
-  take("restarts", [&](int64_t v) { so.restarts(v); }, int64_t{});
-  take("init", [&](const std::string& v) { o.init(v); }, std::string{});
-  take("sigma_max", [&](double v) { a.sigma_max(v); }, double{});
-  take("sigma_min", [&](double v) { a.sigma_min(v); }, double{});
-  take("levels", [&](int64_t v) { a.levels(v); }, int64_t{});
-  take("steps_per_level", [&](int64_t v) { a.steps_per_level(v); }, int64_t{});
-  take("epsilon", [&](double v) { a.epsilon(v); }, double{});
-  take("corrector", [&](const std::string& v) { a.corrector(v); }, std::string{});
-  return applied;
+  s.take<double>("guidance", [&](double v) { c.guidance(v); });
+  s.take<double>("not_weight", [&](double v) { c.not_weight(v); });
+  s.take<double>("or_temperature", [&](double v) { c.or_temperature(v); });
+  s.take<double>("prior_weight", [&](double v) { c.prior_weight(v); });
+  s.take<std::string>("guide_on", [&](const std::string& v) { c.guide_on(v); });
+  s.take<int64_t>("restarts", [&](int64_t v) { o.sample().restarts(v); });
+  s.take<std::string>("init", [&](const std::string& v) { o.init(v); });
+  take_annealed_keys(s, o.sample().annealed());
+  return s.applied();
 }
 
 }  // namespace

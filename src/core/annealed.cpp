@@ -33,6 +33,22 @@ AnnealedOptions image_annealed_sampler() {
   return AnnealedOptions().sigma_max(1.0).sigma_min(0.01).levels(10).steps_per_level(20).epsilon(2e-5).corrector("ula");
 }
 
+void take_annealed_keys(CardEntry& entry, AnnealedOptions& o) {
+  const size_t before = entry.applied().size();
+  entry.take<double>("sigma_max", [&](double v) { o.sigma_max(v); });
+  entry.take<double>("sigma_min", [&](double v) { o.sigma_min(v); });
+  entry.take<int64_t>("levels", [&](int64_t v) { o.levels(v); });
+  entry.take<int64_t>("steps_per_level", [&](int64_t v) { o.steps_per_level(v); });
+  entry.take<double>("epsilon", [&](double v) { o.epsilon(v); });
+  entry.take<std::string>("corrector", [&](const std::string& v) { o.corrector(v); });
+  if (entry.applied().size() == before) return;  // nothing from the card: the caller's values, checked where used
+  try {
+    check_annealed_options(o);
+  } catch (const UsageError& e) {
+    throw DataError("model card: \"" + entry.name() + "\": " + e.what());
+  }
+}
+
 std::string resolve_sampler(const std::string& sampler, bool noise_conditional) {
   if (sampler == "auto") return noise_conditional ? "annealed" : "langevin";
   if (sampler == "langevin" || sampler == "annealed") return sampler;

@@ -74,7 +74,10 @@ torch::Tensor ConvEBMImpl::forward(const torch::Tensor& x) {
 namespace {
 // The sigma plane both noise-conditional architectures read, in the [0, 1]
 // convention of their image input: 1 + log(sigma)/log(100).
-torch::Tensor sigma_plane(const torch::Tensor& x, const torch::Tensor& sigma) {
+// Checks that sigma is [B] for x [B,...] (`who` names the architecture).
+torch::Tensor sigma_plane(const torch::Tensor& x, const torch::Tensor& sigma, const char* who) {
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), who, " expects sigma [B] with B = ", x.size(0), ", got ",
+              sigma.sizes());
   return (1.0 + sigma.to(x.dtype()).log() / std::log(100.0)).view({-1, 1, 1, 1}).expand({x.size(0), 1, 28, 28});
 }
 }  // namespace
@@ -86,10 +89,9 @@ NoiseConditionalEBMImpl::NoiseConditionalEBMImpl(const NoiseConditionalEBMOption
 
 torch::Tensor NoiseConditionalEBMImpl::forward(const torch::Tensor& x, const torch::Tensor& sigma) {
   check_input(x, options.channels(), "NoiseConditionalEBM");
-  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "NoiseConditionalEBM expects sigma [B] with B = ",
-              x.size(0), ", got ", sigma.sizes());
   // ConvEBM maps its input v to 2v - 1, so the plane spans [-1, 1] over sigma in [0.01, 1].
-  return net->forward(torch::cat({x, sigma_plane(x, sigma)}, 1)) / sigma.to(x.dtype());
+  const auto plane = sigma_plane(x, sigma, "NoiseConditionalEBM");
+  return net->forward(torch::cat({x, plane}, 1)) / sigma.to(x.dtype());
 }
 
 // ---------------------------------------------------------------- UNetEnergy
@@ -108,9 +110,7 @@ UNetEnergyImpl::UNetEnergyImpl(const NoiseConditionalEBMOptions& o) : options(o)
 
 torch::Tensor UNetEnergyImpl::denoise(const torch::Tensor& x, const torch::Tensor& sigma) {
   check_input(x, options.channels(), "UNetEnergy");
-  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "UNetEnergy expects sigma [B] with B = ", x.size(0),
-              ", got ", sigma.sizes());
-  const auto h1 = in1->forward(torch::cat({x * 2 - 1, sigma_plane(x, sigma) * 2 - 1}, 1));  // [B,w,28,28]
+  const auto h1 = in1->forward(torch::cat({x * 2 - 1, sigma_plane(x, sigma, "UNetEnergy") * 2 - 1}, 1));  // [B,w,28,28]
   const auto h2 = down1->forward(h1);                                                       // [B,2w,14,14]
   const auto h3 = down2->forward(h2);                                                       // [B,2w,7,7]
   const auto u2 = mid2->forward(torch::cat({up2->forward(h3), h2}, 1));                     // [B,2w,14,14]

@@ -3,32 +3,21 @@
 
 #include <torch/torch.h>
 
+#include "ebm/core/card_entry.h"
 #include "ebm/core/common.h"
 
 namespace ebm {
 
 PurifyOptions purify_options_from_card(const nlohmann::json& card, PurifyOptions p, const std::set<std::string>& given) {
-  if (!card.contains("purify")) return p;
-  const auto& pc = card["purify"];
-  if (!pc.is_object()) throw DataError("model card: \"purify\" must be an object");
-  auto take = [&](const char* key, auto setter, auto example) {
-    if (!pc.contains(key) || given.count(key)) return;
-    try {
-      setter(pc[key].get<decltype(example)>());
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(std::string("malformed \"purify\".") + key + " in a model card: " + e.what());
-    } catch (const UsageError& e) {
-      throw DataError(std::string("model card: \"purify\".") + key + ": " + e.what());
-    }
-  };
-  take("steps", [&](int64_t v) { p.steps(v); }, int64_t{});
-  take("step_size", [&](double v) { p.step_size(v); }, double{});
-  take("noise", [&](double v) { p.noise(v); }, double{});
-  take("init_noise", [&](double v) { p.init_noise(v); }, double{});
-  take("grad_clip", [&](double v) { p.grad_clip(v); }, double{});
-  take("draws", [&](int64_t v) { p.draws(v); }, int64_t{});
-  take("step_schedule", [&](const std::string& v) { p.step_schedule(Schedule::parse(v)); }, std::string{});
-  take("noise_schedule", [&](const std::string& v) { p.noise_schedule(Schedule::parse(v)); }, std::string{});
+  CardEntry pc(card, "purify", given);
+  pc.take<int64_t>("steps", [&](int64_t v) { p.steps(v); });
+  pc.take<double>("step_size", [&](double v) { p.step_size(v); });
+  pc.take<double>("noise", [&](double v) { p.noise(v); });
+  pc.take<double>("init_noise", [&](double v) { p.init_noise(v); });
+  pc.take<double>("grad_clip", [&](double v) { p.grad_clip(v); });
+  pc.take<int64_t>("draws", [&](int64_t v) { p.draws(v); });
+  pc.take<std::string>("step_schedule", [&](const std::string& v) { p.step_schedule(Schedule::parse(v)); });
+  pc.take<std::string>("noise_schedule", [&](const std::string& v) { p.noise_schedule(Schedule::parse(v)); });
   return p;
 }
 

@@ -35,46 +35,21 @@ std::string to_string(ChainInit init) {
 LangevinOptions tuned_sampler() { return LangevinOptions().steps(200).step_size(10.0).noise(0.005).grad_clip(0.03); }
 
 json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::string>& given) {
-  json applied = json::array();
-  if (!card.contains("sampler")) return applied;
-  const json& s = card["sampler"];
-  if (!s.is_object()) throw DataError("model card: \"sampler\" must be an object");
-  auto take = [&](const char* key, auto setter, auto example) {
-    if (!s.contains(key) || given.count(key)) return;
-    try {
-      setter(s[key].get<decltype(example)>());
-    } catch (const json::exception& e) {
-      throw DataError(std::string("model card: malformed \"sampler\".") + key + ": " + e.what());
-    } catch (const UsageError& e) {
-      throw DataError(std::string("model card: \"sampler\".") + key + ": " + e.what());
-    }
-    applied.push_back(key);
-  };
+  CardEntry s(card, "sampler", given);
   LangevinOptions& lo = o.langevin();
-  take("steps", [&](int64_t v) { lo.steps(v); }, int64_t{});
-  take("step_size", [&](double v) { lo.step_size(v); }, double{});
-  take("noise", [&](double v) { lo.noise(v); }, double{});
-  take("grad_clip", [&](double v) { lo.grad_clip(v); }, double{});
-  take("step_schedule", [&](const std::string& v) { lo.step_schedule(Schedule::parse(v)); }, std::string{});
-  take("noise_schedule", [&](const std::string& v) { lo.noise_schedule(Schedule::parse(v)); }, std::string{});
-  take("init", [&](const std::string& v) { o.init(to_string(parse_chain_init(v))); }, std::string{});
-  take("method", [&](const std::string& v) {
+  s.take<int64_t>("steps", [&](int64_t v) { lo.steps(v); });
+  s.take<double>("step_size", [&](double v) { lo.step_size(v); });
+  s.take<double>("noise", [&](double v) { lo.noise(v); });
+  s.take<double>("grad_clip", [&](double v) { lo.grad_clip(v); });
+  s.take<std::string>("step_schedule", [&](const std::string& v) { lo.step_schedule(Schedule::parse(v)); });
+  s.take<std::string>("noise_schedule", [&](const std::string& v) { lo.noise_schedule(Schedule::parse(v)); });
+  s.take<std::string>("init", [&](const std::string& v) { o.init(to_string(parse_chain_init(v))); });
+  s.take<std::string>("method", [&](const std::string& v) {
     resolve_sampler(v, false);  // validates the name
     o.sampler(v);
-  }, std::string{});
-  AnnealedOptions& ao = o.annealed();
-  take("sigma_max", [&](double v) { ao.sigma_max(v); }, double{});
-  take("sigma_min", [&](double v) { ao.sigma_min(v); }, double{});
-  take("levels", [&](int64_t v) { ao.levels(v); }, int64_t{});
-  take("steps_per_level", [&](int64_t v) { ao.steps_per_level(v); }, int64_t{});
-  take("epsilon", [&](double v) { ao.epsilon(v); }, double{});
-  take("corrector", [&](const std::string& v) { ao.corrector(v); }, std::string{});
-  try {
-    check_annealed_options(ao);
-  } catch (const UsageError& e) {
-    throw DataError(std::string("model card: \"sampler\": ") + e.what());
-  }
-  return applied;
+  });
+  take_annealed_keys(s, o.annealed());
+  return s.applied();
 }
 
 torch::Tensor chain_starts(const SampleOptions& o, const json& card, at::Generator& gen) {
@@ -200,8 +175,7 @@ SampleReport sample(const std::string& model, SampleOptions o, const std::set<st
   rep.starts = chain_starts(o, card, gen);
   rep.sampler = resolve_sampler(o.sampler(), e->noise_conditional());
   if (rep.sampler == "annealed") {
-    const AnnealedOptions ao = AnnealedOptions(o.annealed()).seed(o.seed());
-    check_annealed_options(ao);
+    const AnnealedOptions ao = AnnealedOptions(o.annealed()).seed(o.seed());  // annealed_langevin checks it
     const int64_t per = ao.steps_per_level();
     rep.annealed = annealed_langevin(*e, rep.starts, ao, &gen, [&](int64_t done, int64_t total) {
       if (on_step) on_step(done * per, total * per);

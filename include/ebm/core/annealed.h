@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "ebm/core/card_entry.h"
 #include "ebm/core/energy.h"
 
 namespace ebm {
@@ -88,6 +89,11 @@ double annealed_sigma(const AnnealedOptions& o, int64_t level);
 
 /// UsageError naming the bad value.
 void check_annealed_options(const AnnealedOptions& o);
+
+/// The annealed sampler's keys of a card entry (sigma_max, sigma_min, levels,
+/// steps_per_level, epsilon, corrector) into `o`; when the card supplied any,
+/// the result is checked, and a DataError names the entry if it is invalid.
+void take_annealed_keys(CardEntry& entry, AnnealedOptions& o);
 
 struct AnnealedResult {
   torch::Tensor x;  ///< [B,C,H,W] the final iterate (after the Tweedie step, if any)
