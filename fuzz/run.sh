@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-600}
-TARGETS=${*:-"idx npy png expr card detector serve_v1 serve_oip"}
+TARGETS=${*:-"idx npy png expr card detector serve_v1 serve_oip http_framing"}
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \

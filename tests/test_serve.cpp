@@ -709,8 +709,7 @@ TEST(ServeAbuse, ShortAndSlowBodiesGet408AndHoldNoThread) {
     const auto [out, secs] = slow.read_all(3);
     EXPECT_EQ(out.rfind("HTTP/1.1 408", 0), 0u) << out;
   }
-  // Chunked and 100-continue bodies go to a thread after their head; its reads
-  // have the same deadline.
+  // Chunked and 100-continue bodies that never finish get the same deadline.
   for (const std::string head : {"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"ima", "Expect: 100-continue\r\nContent-Length: 50\r\n\r\n{"}) {
     Raw r(s.port);
     r.send("POST /v1/score HTTP/1.1\r\nHost: x\r\n" + head);
@@ -730,6 +729,67 @@ TEST(ServeAbuse, ShortAndSlowBodiesGet408AndHoldNoThread) {
   EXPECT_NE(m.find("ebm_connections_closed_total{reason=\"timeout\"}"), std::string::npos);
   EXPECT_NE(m.find("ebm_connections_closed_total{reason=\"idle_closed\"}"), std::string::npos);
   EXPECT_EQ(s.client().Get("/v2/health/live")->status, 200);
+}
+
+TEST(ServeAbuse, ChunkedContinueAndOversizedBodiesHoldNoThread) {
+  // One HTTP thread: any of the connections below holding it would stall the
+  // valid request that follows them.
+  Running s(fmnist_spec(), ServeOptions().http_threads(1).request_timeout_ms(5000).max_body_bytes(1 << 20));
+  json img = json::array();
+  for (int r = 0; r < 28; ++r) img.push_back(std::vector<double>(28, 0.25));
+  const std::string body = json{{"images", {img}}}.dump();
+  const std::string post = "POST /v1/score HTTP/1.1\r\nHost: x\r\n";
+  // A chunked body half sent, and a 100-continue request whose body is held back.
+  Raw chunked(s.port), expecting(s.port);
+  const size_t half = body.size() / 2;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%zx", half);
+  chunked.send(post + "Transfer-Encoding: chunked\r\n\r\n" + hex + "\r\n" + body.substr(0, half) + "\r\n");
+  expecting.send(post + "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  {
+    std::string got;
+    char buf[256];
+    pollfd p{expecting.fd, POLLIN, 0};
+    ASSERT_GT(::poll(&p, 1, 1000), 0) << "no interim response";
+    const ssize_t n = ::recv(expecting.fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, size_t(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  // Refused on the spot, before any body byte: over the limit, a huge head, a bad expectation.
+  for (const auto& [req, status] : std::vector<std::pair<std::string, std::string>>{
+           {post + "Content-Length: 5000000\r\n\r\n", "413"},
+           {post + "Expect: 100-continue\r\nContent-Length: 5000000\r\n\r\n", "413"},
+           {post + "X-Pad: " + std::string(70000, 'a'), "431"},
+           {post + "Expect: later\r\nContent-Length: 3\r\n\r\n", "417"},
+           {post + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400"}}) {
+    Raw r(s.port);
+    r.send(req);
+    const auto [out, secs] = r.read_all(3);
+    EXPECT_EQ(out.rfind("HTTP/1.1 " + status, 0), 0u) << out.substr(0, 200);
+    EXPECT_NE(out.find("\"error\""), std::string::npos);
+    EXPECT_LT(secs, 0.5);
+  }
+  // The one thread is free: a valid request is answered at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto plain = s.client().Post("/v1/score", body, "application/json");
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.5);
+  const double energy = json::parse(plain->body)["results"][0]["energy"].get<double>();
+  // Both held-back requests finish and get the same energy as the plain one.
+  std::snprintf(hex, sizeof hex, "%zx", body.size() - half);
+  chunked.send(std::string(hex) + "\r\n" + body.substr(half) + "\r\n0\r\n\r\n");
+  expecting.send(body);
+  for (Raw* r : {&chunked, &expecting}) {
+    ::shutdown(r->fd, SHUT_WR);
+    const auto [out, secs] = r->read_all(3);
+    ASSERT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out.substr(0, 200);
+    EXPECT_EQ(out.find("100 Continue"), std::string::npos) << "a second interim response";
+    const json j = json::parse(out.substr(out.find("\r\n\r\n") + 4));
+    EXPECT_NEAR(j["results"][0]["energy"].get<double>(), energy, 1e-6 * std::fabs(energy));
+  }
+  const std::string m = s.svc.metrics().render();
+  EXPECT_NE(m.find("ebm_requests_total{endpoint=\"other\",status=\"413\"} 2"), std::string::npos) << m;
 }
 
 TEST(ServeAbuse, IdleConnectionsHoldNoThreadAndTheCapEvictsTheOldest) {

@@ -25,6 +25,7 @@
 #include <torch/torch.h>
 
 #include "ebm/core/common.h"
+#include "ebm/serve/framing.h"
 
 namespace ebm::serve {
 
@@ -46,9 +47,11 @@ namespace ebm::serve {
 //    and is closed (slow or short bodies never reach a thread);
 //  - at max_connections a new connection evicts the longest-idle one, or gets
 //    503 when none is idle.
-// Chunked bodies, "Expect: 100-continue" and bodies over the limit go to a
-// thread once their head has arrived; their reads are bounded by the same
-// request deadline.
+// "Whole" follows the request's framing (framing.h): Content-Length bodies and
+// chunked bodies are both awaited here. The Parker answers "Expect:
+// 100-continue" itself, and refuses on the spot (answer, close, no thread)
+// what no thread should wait for: a declared body over the limit (413), a head
+// over 64 KiB (431), broken framing (400), another expectation (417).
 
 namespace {
 
@@ -73,13 +76,19 @@ void send_now(int fd, const std::string& s) {
   }
 }
 
-bool iequals_prefix(const std::string& s, size_t at, const char* name) {
-  const size_t n = std::strlen(name);
-  if (s.size() < at + n) return false;
-  for (size_t i = 0; i < n; ++i)
-    if (std::tolower(static_cast<unsigned char>(s[at + i])) != name[i]) return false;
-  return true;
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    default: return "Error";
+  }
 }
+
+// The longest request head (request line and header fields) the Parker waits for.
+constexpr size_t kMaxHead = 64 * 1024;
 
 }  // namespace
 
@@ -92,6 +101,7 @@ struct Conn {
   Clock::time_point idle_since, request_started;
   bool request_pending = false;  // some bytes of the next request have arrived
   bool evicting = false;         // shut down to make room; the Parker closes it
+  ChunkScan scan;                // how far a chunked body has been read (framing.h)
   size_t pending() const { return buf.size() - pos; }
   void compact() {
     if (pos > 0) {
@@ -198,6 +208,7 @@ class ConnPool : public httplib::TaskQueue {
     double keep_alive_ms, request_ms;
     size_t max_body;
     std::function<void(const char* what)> count;  // metrics: "evicted", "refused", "timeout", "idle_closed"
+    std::function<void(int status)> refused_request;  // metrics: a request the Parker answered itself
   };
   ConnPool(Limits l, Run run, std::shared_ptr<ConnCounts> counts)
       : l_(std::move(l)), run_(std::move(run)), counts_(std::move(counts)), pool_(size_t(l_.threads)) {
@@ -253,10 +264,18 @@ class ConnPool : public httplib::TaskQueue {
       return;
     }
     c->compact();
-    if (complete(*c)) {  // a pipelined request already buffered
-      lk.unlock();
-      dispatch(c);
-      return;
+    std::string refusal;
+    switch (classify(*c, refusal)) {
+      case Next::Dispatch:  // a pipelined request already buffered
+        lk.unlock();
+        dispatch(c);
+        return;
+      case Next::Refuse:
+        lk.unlock();
+        refuse(c, refusal);
+        return;
+      case Next::Wait:
+        break;
     }
     c->parked = true;
     parked_.insert(c);
@@ -267,25 +286,38 @@ class ConnPool : public httplib::TaskQueue {
     if (::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev) != 0) ::epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev);
   }
 
-  // Is a whole request buffered, or at least enough for a thread to take over?
-  bool complete(Conn& c) const {
-    const std::string& b = c.buf;
-    const size_t end = b.find("\r\n\r\n", c.pos);
-    if (end == std::string::npos) return b.size() - c.pos > 64 * 1024;  // an over-long head: httplib refuses it
-    int64_t length = 0;
-    for (size_t line = b.find("\r\n", c.pos); line != std::string::npos && line < end; line = b.find("\r\n", line + 2)) {
-      const size_t at = line + 2;
-      if (iequals_prefix(b, at, "content-length:")) {
-        char* stop = nullptr;
-        const long long v = std::strtoll(b.c_str() + at + 15, &stop, 10);
-        if (v < 0) return true;  // httplib answers 400
-        length = v;
-      } else if (iequals_prefix(b, at, "transfer-encoding:") || iequals_prefix(b, at, "expect:")) {
-        return true;  // chunked or 100-continue: a thread reads the body
-      }
+  // What the bytes buffered on c call for: wait for more, hand the request to
+  // a thread, or refuse it here (`refusal` is then the answer to send before
+  // closing). An "Expect: 100-continue" line is answered here and removed, so
+  // the thread sees a plain request.
+  enum class Next { Wait, Dispatch, Refuse };
+  Next classify(Conn& c, std::string& refusal) {
+    if (c.pending() == 0) return Next::Wait;
+    Framing f = frame_request(std::string_view(c.buf).substr(c.pos), l_.max_body, kMaxHead, c.scan);
+    if (f.expect_continue && f.state != Framing::State::Reject) {
+      c.buf.erase(c.pos + f.expect_line, f.expect_line_len);
+      const bool waiting = f.state == Framing::State::Incomplete;
+      f = frame_request(std::string_view(c.buf).substr(c.pos), l_.max_body, kMaxHead, c.scan);
+      // One non-blocking try: the client sends its body anyway after its own
+      // short wait (curl: 1 s) if this is lost.
+      static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (waiting) [[maybe_unused]] auto n = ::send(c.fd, kContinue, sizeof kContinue - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    if (size_t(length) > l_.max_body) return true;  // 413 from httplib
-    return b.size() - (end + 4) >= size_t(length);
+    switch (f.state) {
+      case Framing::State::Incomplete: return Next::Wait;
+      case Framing::State::Complete: return Next::Dispatch;
+      case Framing::State::Reject:
+        refusal = raw_response(f.status, reason_phrase(f.status), f.message);
+        if (l_.refused_request) l_.refused_request(f.status);
+        return Next::Refuse;
+    }
+    return Next::Wait;
+  }
+
+  // Answer a refused request and close its connection (c is owned by the caller).
+  void refuse(Conn* c, const std::string& answer) {
+    send_now(c->fd, answer);
+    close_conn(c);
   }
 
   void dispatch(Conn* c) {
@@ -307,6 +339,7 @@ class ConnPool : public httplib::TaskQueue {
     t_conn = nullptr;
     c->idle_since = Clock::now();
     c->request_pending = c->pending() > 0;  // a pipelined request has begun
+    c->scan = {};
     c->request_started = c->idle_since;
     if (!ok || closed || close_after || c->timed_out) close_conn(c);
     else park(c);
@@ -360,18 +393,21 @@ class ConnPool : public httplib::TaskQueue {
               c->request_started = Clock::now();
             }
             c->buf.append(tmp, size_t(r));
-            if (c->pending() > l_.max_body + 128 * 1024) break;  // complete() hands it over
+            if (c->pending() > l_.max_body + kMaxHead) break;  // classify() refuses or hands it over
             continue;
           }
           if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) eof = true;
           break;
         }
-        if (complete(*c)) {
+        std::string refusal;
+        const Next next = classify(*c, refusal);
+        if (next != Next::Wait) {
           parked_.erase(c);
           counts_->idle = int64_t(parked_.size());
           c->parked = false;
           lk.unlock();
-          dispatch(c);
+          if (next == Next::Dispatch) dispatch(c);
+          else refuse(c, refusal);
         } else if (eof) {
           parked_.erase(c);
           counts_->idle = int64_t(parked_.size());
@@ -586,7 +622,8 @@ struct HttpServer::Impl {
   void install() {
     auto& o = svc.options();
     http.limits = {o.http_threads(), o.max_connections(), o.keep_alive_timeout_ms(), o.request_timeout_ms(),
-                   size_t(o.max_body_bytes()), [&m = svc.metrics()](const char* what) { m.inc("ebm_connections_closed_total", {what}); }};
+                   size_t(o.max_body_bytes()), [&m = svc.metrics()](const char* what) { m.inc("ebm_connections_closed_total", {what}); },
+                   [&m = svc.metrics()](int status) { m.inc("ebm_requests_total", {"other", std::to_string(status)}); }};
     http.set_payload_max_length(size_t(o.max_body_bytes()));
     http.set_keep_alive_max_count(100000);  // only the Keep-Alive header's "max": connections are not counted
     // Headers and body leave in separate writes; without TCP_NODELAY, Nagle
