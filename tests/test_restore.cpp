@@ -13,6 +13,7 @@
 #include "ebm/core/common.h"
 #include "ebm/io/image_io.h"
 #include "ebm/core/langevin.h"
+#include "ebm/core/tweedie.h"
 #include "ebm/core/models.h"
 #include "ebm/restore/restore.h"
 
@@ -340,4 +341,38 @@ TEST(Denoise, MatchesReferenceAlgorithm) {
     SCOPED_TRACE("NoiseSeedAndErrors");
     Denoise_NoiseSeedAndErrors();
   }
+}
+
+// ebm_inpaint's "tweedie" runs every chain of every image as one batch. Oracle:
+// the loop written out here, one chain at a time through tweedie_step on the
+// same noise (the noise of a step is one draw over all rows, chain-major), on
+// a shipped convolutional prior, so a batch-dependent kernel would show.
+TEST(RestoreEval, TweedieInpaintBatchedChainsEqualOneByOne) {
+  auto e = ebm::load_model(std::string(EBM_SOURCE_DIR) + "/models/mnist-dsm");
+  const int64_t b = 3, k = 4, levels = 3, repeats = 2;
+  const double s_max = 0.8, s_min = 0.1;
+  const auto image = rand_images({b, 1, 28, 28}, 5);
+  const auto known = ebm::make_mask("center:14", b, 28, 28);
+  const auto got = ebm::ebm_inpaint(*e, "tweedie", image, known, k, /*seed=*/9, s_max, s_min, levels, repeats);
+
+  auto gen = at::detail::createCPUGenerator(9);
+  const auto kn = (known != 0).expand_as(image);
+  const auto kf = kn.to(torch::kFloat32);
+  const auto fill = (image * kf).sum({1, 2, 3}, true) / kf.sum({1, 2, 3}, true);
+  const auto x0 = torch::where(kn, image, fill.expand_as(image));
+  auto x = x0.repeat({k, 1, 1, 1});
+  for (int64_t l = 0; l < levels; ++l) {
+    const double s = s_max * std::pow(s_min / s_max, double(l) / double(levels - 1));
+    for (int64_t r = 0; r < repeats; ++r) {
+      const auto z = x + s * torch::randn(x.sizes(), gen);
+      std::vector<torch::Tensor> chains;
+      for (int64_t c = 0; c < k; ++c)
+        chains.push_back(torch::where(kn, x0, ebm::tweedie_step(*e, z.narrow(0, c * b, b), s)));
+      x = torch::cat(chains);
+    }
+  }
+  const auto want = torch::where(kn, image, x.view({k, b, 1, 28, 28}).mean(0));
+  EXPECT_LT(max_abs_diff(got, want), 1e-5);
+  EXPECT_TRUE(torch::equal(got.masked_select(kn), image.masked_select(kn)));  // known pixels exact
+  EXPECT_GT(max_abs_diff(got, image), 0.05);                                  // the hole was filled
 }
