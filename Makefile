@@ -4,7 +4,7 @@ JOBS    ?= 2
 EBM_DATA ?= $(CURDIR)/data
 export EBM_DATA
 
-.PHONY: all setup build test test-asan demo bench soak zoo package fuzz clean
+.PHONY: all setup build test test-asan test-asan-fast asan-configure demo bench soak zoo package fuzz clean
 
 all: build
 
@@ -18,18 +18,28 @@ build:
 	cmake --build $(BUILD) -j$(JOBS)
 
 ## test: unit + CLI tests through ctest (a few minutes), then the fast unit tests
-##       under AddressSanitizer + UBSan (test-asan; about 6 more minutes cold)
+##       under AddressSanitizer + UBSan (test-asan-fast; about 6 more minutes cold)
 test: setup build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
-	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-asan-fast
 
-## test-asan: the fast unit tests of the lower layers (core, io, metrics; ebm_tests_fast)
-##            under AddressSanitizer + UBSan, leak checks on, in the tree build-asan
-##            (about 6 min cold on 2 cores, 17 s to run); `make test` ends with it
-test-asan: setup
+ASAN_ENV = OMP_NUM_THREADS=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1
+asan-configure: setup
 	@test -f build-asan/CMakeCache.txt || cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DEBM_SANITIZE=ON -DEBM_BUILD_BENCH=OFF
+
+## test-asan: every unit test (ebm_tests: all layers, the server included, and the
+##            CLI it drives) under AddressSanitizer + UBSan, leak checks on, in the
+##            tree build-asan (about 30 min cold on 2 cores; never part of CI)
+test-asan: asan-configure
+	cmake --build build-asan -j$(JOBS) --target ebm_tests ebm_cli
+	$(ASAN_ENV) build-asan/tests/ebm_tests
+
+## test-asan-fast: the unit tests of the lower layers (core, io, metrics; ebm_tests_fast)
+##                 under the same sanitizers (about 6 min cold, 17 s to run); `make test`
+##                 and so CI end with it
+test-asan-fast: asan-configure
 	cmake --build build-asan -j$(JOBS) --target ebm_tests_fast
-	OMP_NUM_THREADS=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build-asan/tests/ebm_tests_fast
+	$(ASAN_ENV) build-asan/tests/ebm_tests_fast
 
 ## demo: one short visual section per capability (OOD, denoise, inpaint, compose,
 ##       sample, defend) on the shipped models; PNGs under out/demo/; < 3 min once built
