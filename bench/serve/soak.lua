@@ -4,7 +4,7 @@
 --
 -- EBM_SOAK_DIR holds the request files written by soak_bodies.py:
 --   requests.txt  one line per kind: "KIND METHOD PATH WEIGHT FILE" (KIND valid-* or bad-*)
---   the body FILEs
+--   the body FILEs (FILE.raw: the whole request, head included, sent as is)
 -- EBM_SOAK_TOTAL responses in all (split evenly between wrk threads); each
 -- thread stops at its share and writes counts-ID.txt ("status CODE N",
 -- "sent KIND N") and done-ID. Each thread logs one line per
@@ -34,7 +34,9 @@ function init(args)
       local bf = assert(io.open(dir .. "/" .. file, "rb"))
       local body = bf:read("*a")
       bf:close()
-      local r = wrk.format(method, path, {["Content-Type"] = "application/json"}, body)
+      -- A ".raw" file is a whole request as sent (chunked bodies, odd framing
+      -- headers); any other file is a body wrk frames with Content-Length.
+      local r = file:match("%.raw$") and body or wrk.format(method, path, {["Content-Type"] = "application/json"}, body)
       for _ = 1, tonumber(weight) do
         table.insert(reqs, r)
         table.insert(kinds, kind)

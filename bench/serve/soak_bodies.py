@@ -85,8 +85,36 @@ bad = {
 }
 for k, (path, body) in bad.items():
     add(k, "POST", path, 6, body)
+
+
+# Whole requests, head included: request framing the server's connection parker
+# decides on (chunked bodies, framing headers it refuses).
+def add_raw(kind, weight, head, body=b""):
+    name = f"{kind}.raw"
+    with open(f"{out}/{name}", "wb") as f:
+        f.write(("POST /v1/score HTTP/1.1\r\nHost: soak\r\n" + head + "\r\n").encode() + body)
+    lines.append(f"{kind} POST /v1/score {weight} {name}")
+
+
+def chunks(data, size=1000):
+    parts = [data[i:i + size] for i in range(0, len(data), size)]
+    return b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in parts) + b"0\r\n\r\n"
+
+
+score0 = json.dumps({"images": [base64.b64encode(png(u8[0].tobytes())).decode()]}).encode()
+add_raw("valid-score-chunked", 2 * n // 8, "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n", chunks(score0))
+raw_bad = {
+    "bad-framing-cl-and-te": ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n", 400),
+    "bad-framing-te-gzip": ("Transfer-Encoding: gzip\r\n", b"", 400),
+    "bad-framing-chunk-size": ("Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n", 400),
+    "bad-framing-expect": ("Expect: a-miracle\r\nContent-Length: 2\r\n", b"{}", 417),
+    "bad-framing-oversized-chunked": ("Transfer-Encoding: chunked\r\n", chunks(b" " * (max_body + 1024), 8192), 413),
+}
+for k, (head, body, _) in raw_bad.items():
+    add_raw(k, 3, head, body)
 with open(out + "/requests.txt", "w") as f:
     f.write("\n".join(lines) + "\n")
 expect = {k: (404 if "model" in k else 413 if k in ("bad-too-many-images", "bad-oversized") else 400) for k in bad}
+expect.update({k: status for k, (_, _, status) in raw_bad.items()})
 json.dump(expect, open(out + "/expect.json", "w"), indent=1)
 print(f"{len(lines)} kinds, {n} images", file=sys.stderr)

@@ -102,6 +102,7 @@ struct Conn {
   bool request_pending = false;  // some bytes of the next request have arrived
   bool evicting = false;         // shut down to make room; the Parker closes it
   ChunkScan scan;                // how far a chunked body has been read (framing.h)
+  bool draining = false;         // refused and answered: input is read and dropped until EOF (lingering close)
   size_t pending() const { return buf.size() - pos; }
   void compact() {
     if (pos > 0) {
@@ -314,11 +315,36 @@ class ConnPool : public httplib::TaskQueue {
     return Next::Wait;
   }
 
-  // Answer a refused request and close its connection (c is owned by the caller).
+  // Answer a refused request, then close its connection gracefully (c is owned
+  // by the caller). The client may still be sending the body we refused:
+  // closing a socket with unread input makes the kernel send RST, which can
+  // destroy the answer before the client reads it. So the write side is shut
+  // (the client sees the answer, then EOF) and the connection goes back to the
+  // Parker, which reads and drops its input until the client closes, or for
+  // at most kDrainMs (a lingering close, as nginx does).
   void refuse(Conn* c, const std::string& answer) {
     send_now(c->fd, answer);
-    close_conn(c);
+    ::shutdown(c->fd, SHUT_WR);
+    std::unique_lock<std::mutex> lk(mu_);
+    if (stopping_) {
+      lk.unlock();
+      close_conn(c);
+      return;
+    }
+    c->draining = true;
+    c->buf.clear();
+    c->pos = 0;
+    c->request_pending = false;
+    c->idle_since = Clock::now();
+    c->parked = true;
+    parked_.insert(c);
+    counts_->idle = int64_t(parked_.size());
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.ptr = c;
+    if (::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev) != 0) ::epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev);
   }
+  static constexpr int64_t kDrainMs = 2000;
 
   void dispatch(Conn* c) {
     pool_.enqueue([this, c] { serve(c); });
@@ -385,8 +411,13 @@ class ConnPool : public httplib::TaskQueue {
         std::unique_lock<std::mutex> lk(mu_);
         if (!c->parked) continue;  // evicted meanwhile
         bool eof = false;
+        size_t dropped = 0;
         for (;;) {
           const ssize_t r = ::recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+          if (r > 0 && c->draining) {  // a refused request's body: dropped (1 MiB per turn, then the others)
+            if ((dropped += size_t(r)) > (1u << 20)) break;
+            continue;
+          }
           if (r > 0) {
             if (!c->request_pending) {
               c->request_pending = true;
@@ -400,7 +431,7 @@ class ConnPool : public httplib::TaskQueue {
           break;
         }
         std::string refusal;
-        const Next next = classify(*c, refusal);
+        const Next next = c->draining ? Next::Wait : classify(*c, refusal);
         if (next != Next::Wait) {
           parked_.erase(c);
           counts_->idle = int64_t(parked_.size());
@@ -446,8 +477,10 @@ class ConnPool : public httplib::TaskQueue {
       std::lock_guard<std::mutex> lk(mu_);
       const auto idle = std::chrono::microseconds(int64_t(l_.keep_alive_ms * 1000));
       const auto req = std::chrono::microseconds(int64_t(l_.request_ms * 1000));
+      const auto drain = std::chrono::milliseconds(kDrainMs);
       for (Conn* c : parked_) {
-        if (c->request_pending ? now - c->request_started > req : now - c->idle_since > idle)
+        if (c->draining ? now - c->idle_since > drain
+                        : c->request_pending ? now - c->request_started > req : now - c->idle_since > idle)
           expired.push_back({c, c->request_pending});
       }
       for (auto& e : expired) {
@@ -462,7 +495,7 @@ class ConnPool : public httplib::TaskQueue {
         send_now(c->fd, raw_response(408, "Request Timeout",
                                      "the request did not arrive within " + std::to_string(int64_t(l_.request_ms)) + " ms"));
         if (l_.count) l_.count("timeout");
-      } else if (l_.count) {
+      } else if (l_.count && !c->draining) {
         l_.count("idle_closed");
       }
       close_conn(c);
