@@ -157,6 +157,11 @@ void Batcher::run_batch(std::vector<std::unique_ptr<Job>>& jobs) {
     return;
   }
   release();
+  // The batch is reported before any caller gets its rows: whoever reads the
+  // metrics after an answer sees that answer's batch counted.
+  if (on_batch_)
+    on_batch_({live.front()->key, x.size(0), int64_t(live.size()),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
   int64_t start = 0;
   for (auto& j : live) {
     const int64_t n = j->x.size(0);
@@ -165,9 +170,6 @@ void Batcher::run_batch(std::vector<std::unique_ptr<Job>>& jobs) {
     start += n;
     j->promise.set_value(std::move(mine));
   }
-  if (on_batch_)
-    on_batch_({live.front()->key, x.size(0), int64_t(live.size()),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
 }
 
 }  // namespace ebm::serve
