@@ -282,7 +282,7 @@ namespace ebm {
 
 LangevinOptions composition_sampler() {
   return LangevinOptions()
-      .steps(100)
+      .steps(200)
       .step_size(0.01)
       .noise(0.1)
       .grad_clip(0.0)

@@ -187,13 +187,13 @@ void add_calibrate(CLI::App* parent, Action& run) {
 void add_compose(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand("compose", "Generate samples of an energy expression, e.g. \"digit=3 & thick\"");
   sub->footer(std::string(kLanguage) +
-              "\nSampling: the shared Langevin sampler on guidance*E_expr + prior, 100 steps, step 0.01\n"
+              "\nSampling: the shared Langevin sampler on guidance*E_expr + prior, 200 steps, step 0.01\n"
               "-> 0.001 and noise 0.1 -> 0.002 (geometric). Chains start (--init data) from random\n"
               "MNIST fit-split images with N(0, 0.5^2) noise, clipped: short-run chains from noise\n"
               "(--init uniform) collapse onto blank or blob images with the score-matching prior.\n"
               "Of guidance 1, 5 and 100 only 100 made chains change digit identity (measured by eye);\n"
-              "200 with --not-weight 0.005 raised OR and kept NOT on a proxy judge. One chain per\n"
-              "sample; with --restarts K, the one of K whose expression energy (prior excluded) is lowest is kept.\n"
+              "200 with --not-weight 0.005 raised OR and kept NOT on a proxy judge. Two chains per\n"
+              "sample (--restarts 2); the one whose expression energy (prior excluded) is lower is kept.\n"
               "With a noise-conditional --prior (models/mnist-ncsn) the sampler is annealed Langevin from\n"
               "uniform noise (--sampler auto, --init auto), the atoms read the prior's Tweedie estimate at\n"
               "each level (--guide-on denoised), and the prior's card supplies the settings tuned for it\n"

@@ -134,14 +134,10 @@ double mean_pairwise_l2(const torch::Tensor& x);
 
 namespace ebm {
 
-/// The sampler composition uses: 100 steps, step 0.01 -> 0.001 and noise
+/// The sampler composition uses: 200 steps, step 0.01 -> 0.001 and noise
 /// 0.1 -> 0.002 (geometric), no gradient clip. Chains start near the data
 /// (see ComposeSampleOptions::init_pool): from noise, short-run chains on the
-/// score-matching prior collapse onto blank or blob images. 100 steps and one
-/// chain per sample (restarts 1) judged as well as 200 steps and two chains on
-/// a proxy judge (models/mnist-clf, four AND cells: mean success 0.945 against
-/// 0.9225; Frechet ratio 13.4 against 12.3) at a quarter of the cost
-/// (docs/compose.md).
+/// score-matching prior collapse onto blank or blob images.
 LangevinOptions composition_sampler();
 
 struct ComposeSampleOptions {
@@ -155,7 +151,7 @@ struct ComposeSampleOptions {
   TORCH_ARG(AnnealedOptions, annealed) = image_annealed_sampler();
   /// Chains per sample; the one lowest in select_energy (default: the final
   /// sampled energy) is kept (1 = no restarts).
-  TORCH_ARG(int64_t, restarts) = 1;
+  TORCH_ARG(int64_t, restarts) = 2;
   /// The energy that picks among restarts; null = the sampled energy itself.
   /// Composition passes the expression alone (no prior, no guidance scale): the
   /// prior's energy spreads over hundreds of nats between images and would
