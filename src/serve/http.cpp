@@ -49,7 +49,7 @@ namespace ebm::serve {
 //    503 when none is idle.
 // "Whole" follows the request's framing (framing.h): Content-Length bodies and
 // chunked bodies are both awaited here. The Parker answers "Expect:
-// 100-continue" itself, and refuses on the spot (answer, close, no thread)
+// 100-continue" itself, and refuses on the spot (answer, lingering close, no thread)
 // what no thread should wait for: a declared body over the limit (413), a head
 // over 64 KiB (431), broken framing (400), another expectation (417).
 
