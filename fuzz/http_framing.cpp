@@ -5,7 +5,7 @@
 // equals the verdict reached by feeding the same bytes in pieces with one
 // resumed ChunkScan, as the server's connection parker does; a Complete
 // request ends inside the input and after its head; a refusal carries one of
-// the documented statuses and a message.
+// the documented statuses and a printable message.
 #include <string>
 #include <string_view>
 
@@ -29,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int s = whole.status;
     if ((s != 400 && s != 413 && s != 417 && s != 431) || whole.message.empty())
       ebm::fuzz::finding("refusal with status " + std::to_string(s) + " and message '" + whole.message + "'");
+    for (char c : whole.message)  // it goes into a JSON body: printable ASCII only
+      if (c < 0x20 || c > 0x7e) ebm::fuzz::finding("a refusal message with a non-printable byte");
   }
 
   // Arrival in pieces: the piece lengths come from the bytes themselves. Once

@@ -6,6 +6,7 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
 #include "ebm/serve/framing.h"
 
@@ -132,6 +133,12 @@ TEST(Framing, RefusalsCarryTheirStatus) {
     EXPECT_EQ(f.state, State::Reject) << c.req.substr(0, 120);
     EXPECT_EQ(f.status, c.status) << c.req.substr(0, 120) << ": " << f.message;
     EXPECT_FALSE(f.message.empty());
+  }
+  // A quoted header value comes back printable (the message goes into JSON).
+  for (const std::string& v : std::vector<std::string>{"gz\xff\xfe", std::string("a\0b", 3)}) {
+    const Framing f = frame(h + "Transfer-Encoding: " + v + "\r\n\r\n");
+    ASSERT_EQ(f.status, 400);
+    for (char c : f.message) EXPECT_TRUE(c >= 0x20 && c <= 0x7e) << f.message;
   }
   // Exactly at the limit is fine; one byte over is not.
   EXPECT_EQ(frame(h + "Content-Length: 3\r\n\r\nabc", 3).state, State::Complete);

@@ -761,7 +761,9 @@ TEST(ServeAbuse, ChunkedContinueAndOversizedBodiesHoldNoThread) {
            {post + "Expect: 100-continue\r\nContent-Length: 5000000\r\n\r\n", "413"},
            {post + "X-Pad: " + std::string(70000, 'a'), "431"},
            {post + "Expect: later\r\nContent-Length: 3\r\n\r\n", "417"},
-           {post + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400"}}) {
+           {post + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "400"},
+           {post + "Transfer-Encoding: \xff\xfe\r\n\r\n", "400"},  // not UTF-8, quoted in the JSON answer
+           {"GET /v2/\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n", "404"}}) {
     Raw r(s.port);
     r.send(req);
     const auto [out, secs] = r.read_all(3);

@@ -21,6 +21,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// A header value quoted in a message: at most 40 bytes, printable ASCII only
+// (the message goes into a JSON body, and JSON refuses invalid UTF-8).
+std::string quoted(std::string_view v) {
+  std::string out(v.substr(0, 40));
+  for (char& c : out)
+    if (c < 0x20 || c > 0x7e) c = '?';
+  return out;
+}
+
 Framing reject(Framing f, int status, std::string message) {
   f.state = Framing::State::Reject;
   f.status = status;
@@ -72,11 +81,11 @@ Framing frame_request(std::string_view buf, size_t max_body, size_t max_head, Ch
         length = v;
       } else if (iequals(name, "transfer-encoding")) {
         if (!iequals(value, "chunked"))
-          return reject(f, 400, "unsupported Transfer-Encoding '" + std::string(value.substr(0, 40)) + "' (only chunked)");
+          return reject(f, 400, "unsupported Transfer-Encoding '" + quoted(value) + "' (only chunked)");
         has_te = true;
       } else if (iequals(name, "expect")) {
         if (!iequals(value, "100-continue"))
-          return reject(f, 417, "unsupported Expect '" + std::string(value.substr(0, 40)) + "' (only 100-continue)");
+          return reject(f, 417, "unsupported Expect '" + quoted(value) + "' (only 100-continue)");
         f.expect_continue = true;
         f.expect_line = at;
         f.expect_line_len = next + 2 - at;

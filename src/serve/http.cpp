@@ -58,7 +58,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string raw_response(int status, const char* reason, const std::string& message, const std::string& extra = "") {
-  const std::string body = json{{"error", message}}.dump();
+  // replace: a message is never allowed to throw here (invalid UTF-8 becomes U+FFFD).
+  const std::string body = json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
   return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + body;
 }
@@ -597,7 +598,7 @@ const std::vector<Route>& routes() {
 std::string error_body(const std::string& message, const json& detail = nullptr) {
   json j = detail.is_object() ? detail : json::object();
   j["error"] = message;
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);  // a path or method may be invalid UTF-8
 }
 
 }  // namespace
