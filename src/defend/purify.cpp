@@ -10,14 +10,9 @@ namespace ebm {
 
 PurifyOptions purify_options_from_card(const nlohmann::json& card, PurifyOptions p, const std::set<std::string>& given) {
   CardEntry pc(card, "purify", given);
-  pc.take<int64_t>("steps", [&](int64_t v) { p.steps(v); });
-  pc.take<double>("step_size", [&](double v) { p.step_size(v); });
-  pc.take<double>("noise", [&](double v) { p.noise(v); });
+  take_chain_keys(pc, p);
   pc.take<double>("init_noise", [&](double v) { p.init_noise(v); });
-  pc.take<double>("grad_clip", [&](double v) { p.grad_clip(v); });
   pc.take<int64_t>("draws", [&](int64_t v) { p.draws(v); });
-  pc.take<std::string>("step_schedule", [&](const std::string& v) { p.step_schedule(Schedule::parse(v)); });
-  pc.take<std::string>("noise_schedule", [&](const std::string& v) { p.noise_schedule(Schedule::parse(v)); });
   return p;
 }
 

@@ -279,9 +279,24 @@ class ConnPool : public httplib::TaskQueue {
       case Next::Wait:
         break;
     }
+    watch(c);
+  }
+
+  // With mu_ held: c joins the Parker's set, its one-shot read event armed.
+  void watch(Conn* c) {
     c->parked = true;
     parked_.insert(c);
     counts_->idle = int64_t(parked_.size());
+    arm(c);
+  }
+  // With mu_ held: c leaves the Parker's set (the caller now owns it).
+  void unwatch(Conn* c) {
+    parked_.erase(c);
+    counts_->idle = int64_t(parked_.size());
+    c->parked = false;
+  }
+  // (Re-)arm c's one-shot read event.
+  void arm(Conn* c) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.ptr = c;
@@ -337,13 +352,7 @@ class ConnPool : public httplib::TaskQueue {
     c->pos = 0;
     c->request_pending = false;
     c->idle_since = Clock::now();
-    c->parked = true;
-    parked_.insert(c);
-    counts_->idle = int64_t(parked_.size());
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-    ev.data.ptr = c;
-    if (::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev) != 0) ::epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev);
+    watch(c);
   }
   static constexpr int64_t kDrainMs = 2000;
 
@@ -434,23 +443,16 @@ class ConnPool : public httplib::TaskQueue {
         std::string refusal;
         const Next next = c->draining ? Next::Wait : classify(*c, refusal);
         if (next != Next::Wait) {
-          parked_.erase(c);
-          counts_->idle = int64_t(parked_.size());
-          c->parked = false;
+          unwatch(c);
           lk.unlock();
           if (next == Next::Dispatch) dispatch(c);
           else refuse(c, refusal);
         } else if (eof) {
-          parked_.erase(c);
-          counts_->idle = int64_t(parked_.size());
-          c->parked = false;
+          unwatch(c);
           lk.unlock();
           close_conn(c);  // the client went away (mid-request or idle)
         } else {
-          epoll_event ev{};
-          ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-          ev.data.ptr = c;
-          ::epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+          arm(c);
         }
       }
       if (stop) break;
@@ -485,9 +487,7 @@ class ConnPool : public httplib::TaskQueue {
           expired.push_back({c, c->request_pending});
       }
       for (auto& e : expired) {
-        parked_.erase(e.first);
-        counts_->idle = int64_t(parked_.size());
-        e.first->parked = false;
+        unwatch(e.first);
         ::epoll_ctl(ep_, EPOLL_CTL_DEL, e.first->fd, nullptr);
       }
     }

@@ -37,12 +37,7 @@ LangevinOptions tuned_sampler() { return LangevinOptions().steps(200).step_size(
 json apply_card_sampler(const json& card, SampleOptions& o, const std::set<std::string>& given) {
   CardEntry s(card, "sampler", given);
   LangevinOptions& lo = o.langevin();
-  s.take<int64_t>("steps", [&](int64_t v) { lo.steps(v); });
-  s.take<double>("step_size", [&](double v) { lo.step_size(v); });
-  s.take<double>("noise", [&](double v) { lo.noise(v); });
-  s.take<double>("grad_clip", [&](double v) { lo.grad_clip(v); });
-  s.take<std::string>("step_schedule", [&](const std::string& v) { lo.step_schedule(Schedule::parse(v)); });
-  s.take<std::string>("noise_schedule", [&](const std::string& v) { lo.noise_schedule(Schedule::parse(v)); });
+  take_chain_keys(s, lo);
   s.take<std::string>("init", [&](const std::string& v) { o.init(to_string(parse_chain_init(v))); });
   s.take<std::string>("method", [&](const std::string& v) {
     resolve_sampler(v, false);  // validates the name

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "ebm/core/common.h"
+#include "ebm/core/langevin.h"
 
 namespace ebm {
 
@@ -51,5 +52,19 @@ class CardEntry {
   nlohmann::json entry_ = nlohmann::json::object();
   nlohmann::json applied_ = nlohmann::json::array();
 };
+
+/// The keys of one Langevin chain, read the same way wherever a card carries
+/// one ("sampler", "purify"): steps, step_size, noise, grad_clip and the
+/// step_schedule / noise_schedule specs (Schedule::parse). O is any options
+/// struct with those setters (LangevinOptions, PurifyOptions).
+template <class O>
+void take_chain_keys(CardEntry& entry, O& o) {
+  entry.take<int64_t>("steps", [&](int64_t v) { o.steps(v); });
+  entry.take<double>("step_size", [&](double v) { o.step_size(v); });
+  entry.take<double>("noise", [&](double v) { o.noise(v); });
+  entry.take<double>("grad_clip", [&](double v) { o.grad_clip(v); });
+  entry.take<std::string>("step_schedule", [&](const std::string& v) { o.step_schedule(Schedule::parse(v)); });
+  entry.take<std::string>("noise_schedule", [&](const std::string& v) { o.noise_schedule(Schedule::parse(v)); });
+}
 
 }  // namespace ebm
