@@ -274,6 +274,51 @@ TEST(Outliers, FlipTurnsTheImageAndSkipsSymmetricOnes) {
   EXPECT_EQ(outlier_test_sets({"flip"}), (std::vector<std::string>{"vflip:*"}));
 }
 
+// splice: every row is one side of its own image joined, along rows or
+// columns through the middle third, to the other side of a different row.
+TEST(Outliers, SpliceJoinsTwoImagesOfTheBatch) {
+  auto a = torch::rand({1, 6, 5}), b = torch::rand({1, 6, 5});
+  const auto s = splice_outlier(a, b, 1, 2);  // brute force, pixel by pixel
+  for (int r = 0; r < 6; ++r)
+    for (int c = 0; c < 5; ++c) EXPECT_EQ(s[0][r][c].item<float>(), (r < 2 ? a : b)[0][r][c].item<float>());
+  EXPECT_TRUE(torch::equal(splice_outlier(a, b, 2, 3).narrow(2, 3, 2), b.narrow(2, 3, 2)));
+  EXPECT_THROW(splice_outlier(a, b, 1, 0), c10::Error);
+  EXPECT_THROW(splice_outlier(a, b, 2, 5), c10::Error);
+  EXPECT_THROW(splice_outlier(a, b, 0, 1), c10::Error);
+  // Rows of distinct constants, so each output pixel tells which row it came from.
+  auto x = torch::arange(1, 9, torch::kFloat32).div(8).view({8, 1, 1, 1}).expand({8, 1, 28, 28}).contiguous();
+  auto g = at::detail::createCPUGenerator(12);
+  const auto o = synthesize_outliers(x, g, {"splice"});
+  for (int64_t i = 0; i < 8; ++i) {
+    const float own = x[i][0][0][0].item<float>();
+    const auto mine = (o[i] == own).to(torch::kFloat32).mean().item<double>();
+    EXPECT_GE(mine, 9.0 / 28 - 1e-6) << "row " << i;        // at least a third is its own
+    EXPECT_LE(mine, 1 - 9.0 / 28 + 1e-6) << "row " << i;    // and at least a third is not
+    const auto other = o[i].flatten().masked_select(o[i].flatten() != own);
+    EXPECT_EQ(std::get<0>(at::_unique(other)).numel(), 1) << "row " << i;  // one other image
+  }
+  EXPECT_TRUE(outlier_test_sets({"splice", "smooth"}).empty());
+}
+
+// smooth: never flat (max - min >= kSmoothMinRange), inside [0,1], and smooth:
+// neighbouring pixels differ by at most the grid's largest step over one cell.
+TEST(Outliers, SmoothFieldsAreNeverFlat) {
+  auto g1 = at::detail::createCPUGenerator(13), g2 = at::detail::createCPUGenerator(13);
+  const auto a = draw_smooth(64, 28, 28, g1), b = draw_smooth(64, 28, 28, g2);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_GE(a.min().item<float>(), 0.f);
+  EXPECT_LE(a.max().item<float>(), 1.f);
+  const auto range = a.flatten(1).amax(1) - a.flatten(1).amin(1);
+  EXPECT_GE(range.min().item<float>(), kSmoothMinRange - 1e-5);
+  // A 5x5 grid, the finest, has cells of 27/4 pixel steps: a step changes the
+  // field by at most 4/27 of the grid's range, and the stretch to [0,1] divides
+  // by a field range of at least (1 - 4/27) of it, so every step is below 0.2.
+  const auto dy = (a.narrow(2, 1, 27) - a.narrow(2, 0, 27)).abs().max().item<float>();
+  const auto dx = (a.narrow(3, 1, 27) - a.narrow(3, 0, 27)).abs().max().item<float>();
+  EXPECT_LT(std::max(dy, dx), 0.2f);
+  EXPECT_GT(std::max(dy, dx), 0.02f);  // and not flat either
+}
+
 TEST(Thickness, SyntheticBarsOfKnownWidth) {
   for (int w : {1, 3, 5, 7}) {
     auto img = torch::zeros({1, 1, 28, 28});

@@ -29,7 +29,7 @@ torch::Tensor pixel_grid(int64_t h, int64_t w) {
 const std::vector<std::string>& outlier_kinds() {
   static const std::vector<std::string> k{"pixel-shuffle", "patch-shuffle", "blur", "mixup",
                                           "uniform",       "invert",        "strokes", "shapes",
-                                          "flip",          "lines"};
+                                          "flip",          "lines",         "splice", "smooth"};
   return k;
 }
 
@@ -126,6 +126,29 @@ torch::Tensor draw_lines(int64_t n, int64_t h, int64_t w, at::Generator& gen) {
   return out;
 }
 
+torch::Tensor draw_smooth(int64_t n, int64_t h, int64_t w, at::Generator& gen) {
+  auto out = torch::empty({n, 1, h, w}, torch::kFloat32);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t g = 2 + randint(gen, 4);  // a 2x2 .. 5x5 grid of control values
+    const auto u = torch::rand({1, 1, g, g}, gen);
+    auto f = torch::upsample_bilinear2d(u, {h, w}, /*align_corners=*/true);
+    // Stretched after upsampling: interior grid points fall between pixels.
+    const double lo = f.min().item<double>(), hi = f.max().item<double>();
+    f = (f - lo) / std::max(hi - lo, 1e-6);
+    const double range = unif(gen, kSmoothMinRange, 1.0), base = unif(gen, 0.0, 1.0 - range);
+    out[i].copy_((base + range * f)[0]);
+  }
+  return out;
+}
+
+torch::Tensor splice_outlier(const torch::Tensor& a, const torch::Tensor& b, int64_t axis, int64_t cut) {
+  TORCH_CHECK(a.sizes() == b.sizes() && a.dim() == 3, "splice_outlier: a and b must be the same [C,H,W], got ",
+              a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(axis == 1 || axis == 2, "splice_outlier: axis must be 1 (rows) or 2 (columns), got ", axis);
+  TORCH_CHECK(cut > 0 && cut < a.size(axis), "splice_outlier: cut must be in (0, ", a.size(axis), "), got ", cut);
+  return torch::cat({a.narrow(axis, 0, cut), b.narrow(axis, cut, a.size(axis) - cut)}, axis);
+}
+
 static torch::Tensor flip_outlier(const torch::Tensor& x, at::Generator& gen) {
   const int64_t h = x.size(1), w = x.size(2);
   const double norm = x.norm().item<double>();
@@ -187,8 +210,16 @@ torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen, co
       o = draw_shapes(1, h, w, gen)[0];
     } else if (k == 8) {
       o = flip_outlier(x[i], gen);
-    } else {
+    } else if (k == 9) {
       o = draw_lines(1, h, w, gen)[0];
+    } else if (k == 10) {
+      // Another image of the batch (never the same one, when there is another).
+      const int64_t j = b > 1 ? (i + 1 + randint(gen, b - 1)) % b : i;
+      const int64_t axis = 1 + randint(gen, 2), n = axis == 1 ? h : w;
+      const int64_t lo = n / 3, hi = n - n / 3;  // cut through the middle third
+      o = splice_outlier(x[i], x[j], axis, lo + randint(gen, std::max<int64_t>(hi - lo, 1)));
+    } else {
+      o = draw_smooth(1, h, w, gen)[0];
     }
     out[i].copy_(o);
   }

@@ -115,7 +115,8 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--outliers", o.outliers(),
                   "energy-finetune outlier generators, comma-separated (outliers.h): pixel-shuffle, patch-shuffle,\n"
                   "blur, mixup, uniform, invert, strokes (random pen strokes), shapes (filled shapes), flip (the\n"
-                  "image mirrored or turned), lines (straight segments). uniform, invert and flip are generators of\n"
+                  "image mirrored or turned), lines (straight segments), splice (two images joined along a cut),\n"
+                  "smooth (smooth random fields, never flat). uniform, invert and flip are generators of\n"
                   "the OOD test sets 'uniform', 'invert:<name>' and 'vflip:<name>'; the card's\n"
                   "\"ood_seen\" records them, and `ood eval` leaves those sets out of its means")
       ->delimiter(',')

@@ -20,12 +20,19 @@
 //                  that is no digit. Its upside-down turn is the generator of
 //                  the test sets "vflip:<name>".
 //   lines          1-3 chains of 1-3 straight segments with sharp corners (draw_lines)
+//   splice         one side of the image joined to the other side of another image of
+//                  the batch, cut along rows or columns through the middle third
+//                  (splice_outlier): strokes that are locally a digit's, globally none
+//   smooth         a smooth field: a 2x2..5x5 grid of random values stretched to a
+//                  range of at least kSmoothMinRange and upsampled bilinearly
+//                  (draw_smooth); never flat, so it is not the generator of "constant"
 //
 // strokes, shapes and lines are line drawings and flat-shaded objects that belong to
 // no dataset: stand-ins for "other things drawn in a 28x28 frame". They were
 // designed knowing that the near-OOD test sets are handwriting and glyphs and
-// the far ones include icons; no test image was used to make them, and their
-// parameters below are fixed by hand, not tuned on any OOD set.
+// the far ones include icons; smooth was designed knowing that constants and
+// photographs are among the far ones. No test image was used to make any of
+// them, and their parameters below are fixed by hand, not tuned on any OOD set.
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -49,6 +56,9 @@ torch::Tensor synthesize_outliers(const torch::Tensor& x, at::Generator& gen,
 /// symmetric digits (0, 1, 8) are not taught as outliers.
 constexpr double kFlipMinChange = 0.5;
 
+/// smooth's smallest max - min over the image: far from a constant image.
+constexpr double kSmoothMinRange = 0.25;
+
 /// The OOD test sets that share a generator with `kinds` ("uniform", "invert:*", "vflip:*"),
 /// as a card's "ood_seen" records them (ood.h's seen_in_training reads it).
 std::vector<std::string> outlier_test_sets(const std::vector<std::string>& kinds);
@@ -68,6 +78,15 @@ torch::Tensor draw_strokes(int64_t n, int64_t h, int64_t w, at::Generator& gen);
 /// uniform in the central 20x20 box scaled to H,W; radius U(0.7,2.0) px;
 /// intensity U(0.7,1)), combined by max.
 torch::Tensor draw_lines(int64_t n, int64_t h, int64_t w, at::Generator& gen);
+
+/// n images [n,1,H,W]: each a g x g grid (g uniform in 2..5) of U(0,1) values
+/// upsampled bilinearly (corners aligned), stretched to exactly [0,1] and mapped
+/// to [base, base + range], range U(kSmoothMinRange, 1), base U(0, 1 - range).
+torch::Tensor draw_smooth(int64_t n, int64_t h, int64_t w, at::Generator& gen);
+
+/// a [C,H,W] and b [C,H,W] joined along `axis` (1 rows, 2 columns): the first
+/// `cut` rows (columns) of a, the rest of b. cut in (0, size(axis)).
+torch::Tensor splice_outlier(const torch::Tensor& a, const torch::Tensor& b, int64_t axis, int64_t cut);
 
 /// n images [n,1,H,W]: each 1-3 filled shapes (ellipse or rotated rectangle,
 /// centre in the central box, half-axes U(2,10) px scaled, grey U(0.2,1), half
