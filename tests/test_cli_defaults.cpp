@@ -136,6 +136,7 @@ TEST(CliDefaults, Train) {
                                    {"--lr-schedule", show(o.lr_schedule())},
                                    {"--augment-shift", show(o.augment_shift())},
                                    {"--clip-grad-norm", show(o.clip_grad_norm())},
+                                   {"--ema", show(o.ema())},
                                    {"--data-noise", show(o.data_noise())},
                                    {"--noise-augment", show(o.noise_augment())},
                                    {"--noise-augment-sigmas", show(o.noise_augment_sigmas())},

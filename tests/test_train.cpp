@@ -443,6 +443,40 @@ TEST(Train, ResumeIsBitExact) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
+// --ema against its definition: one step from known weights w0 to w1 saves
+// d * w0 + (1 - d) * w1; and a stopped-and-resumed averaged run is bit-exact.
+TEST(Train, WeightAverageMatchesItsDefinitionAndResumes) {
+  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  at::set_num_threads(1);
+  const std::string init = tmpdir("ema_init"), plain = tmpdir("ema_plain"), avg = tmpdir("ema_avg");
+  train(tiny("dsm", init).steps(2));
+  const double d = 0.9;
+  train(tiny("dsm", plain).init(init).steps(1));
+  train(tiny("dsm", avg).init(init).steps(1).ema(d));
+  const auto w0 = weights(init), w1 = weights(plain), wa = weights(avg);
+  ASSERT_EQ(w0.size(), wa.size());
+  double moved = 0;
+  for (size_t i = 0; i < w0.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(wa[i], d * w0[i] + (1 - d) * w1[i], 1e-5, 1e-7)) << "parameter " << i;
+    moved = std::max(moved, (w1[i] - w0[i]).abs().max().item<double>());
+  }
+  EXPECT_GT(moved, 1e-6);  // the step changed the weights, so the check above has teeth
+  const auto card = load_model(avg)->card();
+  EXPECT_DOUBLE_EQ(card["options"]["ema"].get<double>(), d);
+
+  const std::string full = tmpdir("ema_full"), part = tmpdir("ema_part");
+  train(tiny("dsm", full).steps(6).ema(0.5));
+  train(tiny("dsm", part).steps(6).ema(0.5).stop_after(4));
+  train(tiny("dsm", part).steps(6).ema(0.5).resume(true));
+  const auto a = weights(full), b = weights(part);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // A checkpoint written without an average cannot resume into one.
+  const std::string noavg = tmpdir("ema_noavg");
+  train(tiny("dsm", noavg).steps(6).stop_after(4));
+  EXPECT_THROW(train(tiny("dsm", noavg).steps(6).ema(0.5).resume(true)), DataError);
+  EXPECT_THROW(train(tiny("dsm", tmpdir("ema_bad")).ema(1.0)), UsageError);
+}
+
 // Test figures come from evaluate_model (`ebm eval`): its accuracy is the
 // share of the first n test images whose argmax logit is the label, checked
 // here one image at a time.

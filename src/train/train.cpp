@@ -193,6 +193,7 @@ void validate(const TrainOptions& o) {
   if (o.steps() <= 0) throw UsageError("--steps must be > 0, got " + std::to_string(o.steps()));
   if (o.batch() <= 1) throw UsageError("--batch must be > 1, got " + std::to_string(o.batch()));
   if (!(o.lr() > 0)) throw UsageError("--lr must be > 0, got " + std::to_string(o.lr()));
+  if (!(o.ema() >= 0 && o.ema() < 1)) throw UsageError("--ema must be in [0, 1), got " + std::to_string(o.ema()));
   if (!(o.reinit() >= 0 && o.reinit() <= 1)) throw UsageError("--reinit must be in [0,1], got " + std::to_string(o.reinit()));
   if (task == TaskKind::kDsm && o.dsm_sigmas().empty()) throw UsageError("--dsm-sigmas needs at least one value");
   for (double s : o.dsm_sigmas())
@@ -243,7 +244,7 @@ void validate(const TrainOptions& o) {
 struct Checkpoint {
   static void save(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
                    at::Generator& gen, at::Generator& lgen, Communicator& comm, int64_t step, double lr,
-                   int64_t rollbacks, double m_in, double m_out, double wall) {
+                   int64_t rollbacks, double m_in, double m_out, double wall, const std::vector<torch::Tensor>& ema) {
     torch::Tensor bufs, lgens;  // [W,...] (collectives: every rank takes part)
     if (comm.distributed()) {
       if (buf) bufs = comm.allgather(buf->data());
@@ -264,6 +265,7 @@ struct Checkpoint {
     } else if (buf) {
       ar.write("buffer", buf->data());
     }
+    for (size_t i = 0; i < ema.size(); ++i) ar.write("ema_" + std::to_string(i), ema[i]);
     ar.write("gen_state", gen.get_state());
     ar.write("meta", torch::tensor({double(step), lr, double(rollbacks), m_in, m_out, wall}, torch::kFloat64));
     std::ostringstream os;
@@ -272,7 +274,7 @@ struct Checkpoint {
   }
   static void load(const std::string& path, NativeModel& m, torch::optim::Adam& opt, ReplayBuffer* buf,
                    at::Generator& gen, at::Generator& lgen, const Communicator& comm, int64_t* step, double* lr,
-                   int64_t* rollbacks, double* m_in, double* m_out, double* wall) {
+                   int64_t* rollbacks, double* m_in, double* m_out, double* wall, std::vector<torch::Tensor>& ema) {
     torch::serialize::InputArchive ar, mar, oar;
     try {
       ar.load_from(path);
@@ -294,6 +296,12 @@ struct Checkpoint {
         lgen.set_state(ls);
       } else if (buf) {
         ar.read("buffer", buf->data());
+      }
+      for (size_t i = 0; i < ema.size(); ++i) {
+        torch::Tensor t;
+        if (!ar.try_read("ema_" + std::to_string(i), t))
+          throw DataError("'" + path + "' has no weight average; resume it without --ema, or start afresh");
+        ema[i].copy_(t);
       }
       torch::Tensor st, meta;
       ar.read("gen_state", st);
@@ -375,10 +383,14 @@ TrainResult train(const TrainOptions& o) {
   auto wall_now = [&] {
     return wall_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
+  // The weight average (--ema); a resumed run reads it from the checkpoint.
+  std::vector<torch::Tensor> ema;
+  if (o.ema() > 0)
+    for (const auto& p : model->parameters()) ema.push_back(p.detach().clone());
   if (o.resume()) {
     if (!path_exists(ckpt)) throw UsageError("--resume: no checkpoint at '" + ckpt + "'");
     Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, lgen, comm, &step, &lr, &rollbacks, &task->m_in,
-                     &task->m_out, &wall_before);
+                     &task->m_out, &wall_before, ema);
     if (comm.rank() == 0) std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), (long long)step);
   } else if (kind == TaskKind::kEnergyFinetune && (std::isnan(task->m_in) || std::isnan(task->m_out))) {
     // Margins from data (as the energy-OOD authors suggest): the initial
@@ -395,6 +407,9 @@ TrainResult train(const TrainOptions& o) {
   // Every rank starts from rank 0's weights (they agree already when built
   // from one seed or file; this makes it so whatever the path).
   comm.broadcast(model->parameters());
+  // A fresh weight average starts from the weights every rank now agrees on.
+  if (!o.resume())
+    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(model->parameters()[i].detach());
 
   LangevinOptions sg;
   sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
@@ -459,7 +474,7 @@ TrainResult train(const TrainOptions& o) {
       int64_t rb = rollbacks;
       double lr_saved, wall_ignored;
       Checkpoint::load(ckpt, *model, opt, buffer.get(), gen, lgen, comm, &step, &lr_saved, &rb, &task->m_in,
-                       &task->m_out, &wall_ignored);
+                       &task->m_out, &wall_ignored, ema);
       lr = lr_saved * 0.5;
       gen.set_current_seed(o.seed() + 7919 * uint64_t(rollbacks));  // a new path after the rollback
       if (comm.distributed()) lgen.set_current_seed(local_seed + 7919 * uint64_t(rollbacks));
@@ -471,6 +486,11 @@ TrainResult train(const TrainOptions& o) {
     comm.average_gradients(model->parameters());  // W = 1: nothing
     if (o.clip_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm());
     opt.step();
+    if (!ema.empty()) {
+      torch::NoGradGuard ng;
+      const auto params = model->parameters();
+      for (size_t i = 0; i < ema.size(); ++i) ema[i].mul_(o.ema()).add_(params[i].detach(), 1.0 - o.ema());
+    }
     if (buffer && b.neg.defined()) buffer->update(bidx, b.neg);
     ++step;
 
@@ -491,7 +511,7 @@ TrainResult train(const TrainOptions& o) {
     const bool stop_now = o.stop_after() >= 0 && step - start_step >= o.stop_after();
     if (step % o.checkpoint_every() == 0 || step == o.steps() || stop_now)
       Checkpoint::save(ckpt, *model, opt, buffer.get(), gen, lgen, comm, step, lr, rollbacks, task->m_in, task->m_out,
-                       wall_now());
+                       wall_now(), ema);
     if (stop_now && step < o.steps()) {
       bar.finish("stopped early (--stop-after); resume with --resume");
       TrainResult r;
@@ -521,6 +541,7 @@ TrainResult train(const TrainOptions& o) {
                  {"sgld_step", o.sgld_step()}, {"sgld_noise", o.sgld_noise()},
                  {"sgld_grad_clip", o.sgld_grad_clip()}, {"l2", o.l2()}, {"gen_weight", o.gen_weight()}});
   if (!o.init().empty()) opts["init"] = o.init();
+  if (o.ema() > 0) opts["ema"] = o.ema();
   augment.card_options(opts);
   task->card_options(opts);
   nlohmann::json card = {{"task", task_name(kind)}, {"data", o.data()}, {"train_split", "fit"}, {"command", o.command()},
@@ -539,6 +560,12 @@ TrainResult train(const TrainOptions& o) {
     card["distributed"] = {{"world_size", world}, {"backend", "gloo"}, {"local_batch", local_batch},
                            {"gradient_allreduce_seconds_per_step",
                             comm.grad_reductions() > 0 ? comm.grad_seconds() / double(comm.grad_reductions()) : 0.0}};
+
+  if (!ema.empty()) {  // the saved model (and its metrics) is the weight average
+    torch::NoGradGuard ng;
+    const auto params = model->parameters();
+    for (size_t i = 0; i < ema.size(); ++i) params[i].copy_(ema[i]);
+  }
 
   // ------------------------------------------------------------ end-of-run metrics (val split; test is `ebm eval`'s)
   ModelEvalOptions eo;

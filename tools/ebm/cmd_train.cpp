@@ -72,6 +72,10 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--lr-schedule", o.lr_schedule(), "constant | cosine (decay to 0 after warm-up)")->capture_default_str();
   sub->add_option("--augment-shift", o.augment_shift(), "Random translation of data by up to K pixels (classifiers)")->capture_default_str();
   sub->add_option("--clip-grad-norm", o.clip_grad_norm(), "Parameter gradient norm clip (0 = off)")->capture_default_str();
+  sub->add_option("--ema", o.ema(),
+                  "Save the exponential moving average of the weights with this decay, e.g. 0.999 (0 = off;\n"
+                  "score models sample better from it)")
+      ->capture_default_str();
   sub->add_option("--data-noise", o.data_noise(), "Gaussian noise std on data (dequantisation)")->capture_default_str();
   sub->add_option("--noise-augment", o.noise_augment(), "Per-image noise std ~ U(0,S) on data, clipped (classifier guidance)")->capture_default_str();
   sub->add_option("--noise-augment-sigmas", o.noise_augment_sigmas(),

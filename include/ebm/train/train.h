@@ -105,6 +105,12 @@ struct TrainOptions {
   TORCH_ARG(int64_t, purify_attack_steps) = 10;
   /// Clip the parameter-gradient norm (0 = off).
   TORCH_ARG(double, clip_grad_norm) = 1.0;
+  /// Exponential moving average of the weights, decay d in [0, 1) (0 = off):
+  /// after every optimiser step w_ema = d * w_ema + (1 - d) * w, starting from
+  /// the initial (or --init) weights. The saved model carries w_ema; the
+  /// checkpoint keeps both, so a resumed run is bit-exact. Score models sample
+  /// markedly better from averaged weights (Song & Ermon 2020, NCSNv2).
+  TORCH_ARG(double, ema) = 0.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).
   TORCH_ARG(double, data_noise) = 0.005;
 
