@@ -42,6 +42,7 @@ void add_quality(std::map<std::string, std::string>& m, const QualityOptions& q)
   m["--frechet"] = show(q.frechet());
   m["--frechet-n"] = show(q.frechet_n());
   m["--frechet-draws"] = show(q.draws());
+  m["--frechet-split"] = show(q.real_split());
   m["--knn"] = show(q.knn());
 }
 

@@ -189,6 +189,25 @@ TEST(QualityMnist, NoiseAndWrongAttributesGiveLargeRatios) {
   EXPECT_GE(spread(wrong_thickness, "real thin as thickness=thick, n 100").median, 2.0);
 }
 
+// --frechet-split: a tuning run's real sets come from the split it names, and
+// the test split is never loaded; an unknown split is refused.
+TEST(QualityMnist, RealSplitKeepsTuningOffTheTestImages) {
+  REQUIRE_DATA();
+  const MnistFixture f;
+  const auto threes = f.test.images.index({f.test.labels.eq(3)}).narrow(0, 0, 20);
+  const QualityJudge fit(f.judge, "models/mnist-judge", "mnist", QualityOptions().real_split("fit").knn(false));
+  const auto r = fit.measure(threes, attrs(3), 0);
+  EXPECT_EQ(r.frechet_real["split"], "fit") << r.frechet_real.dump();
+  EXPECT_FALSE(r.frechet_real["pools"].contains("test")) << r.frechet_real.dump();
+  EXPECT_TRUE(r.frechet_ratio.has_value());
+  const QualityJudge val(f.judge, "models/mnist-judge", "mnist",
+                         QualityOptions().real_split("val").fallback_split("val").knn(false));
+  const auto v = val.measure(threes, attrs(3), 0);
+  EXPECT_EQ(v.frechet_real["split"], "val") << v.frechet_real.dump();
+  EXPECT_EQ(v.frechet_real["pools"].size(), 1u) << v.frechet_real.dump();
+  EXPECT_THROW(QualityJudge(f.judge, "models/mnist-judge", "mnist", QualityOptions().real_split("tst")), UsageError);
+}
+
 // ---------------------------------------------------------------- kNN agreement
 
 // The shipped wiring (dataset "mnist": the kNN judge is fitted on mnist/fit)

@@ -105,12 +105,10 @@ QualityJudge::QualityJudge(EnergyPtr judge, std::string judge_path, std::string 
       o_(std::move(o)),
       thick_(thick_bounds) {
   if (!judge_) throw UsageError("quality: no judge");
-  pools_.resize(o_.fallback_split() == "test" ? 1 : 2);
-  // The same check as check_eval_split's, the other way round: a fallback
-  // split must exist and differ from test; val and train are allowed.
-  if (o_.fallback_split() != "fit" && o_.fallback_split() != "val" && o_.fallback_split() != "train" &&
-      o_.fallback_split() != "test")
-    throw UsageError("quality: fallback split '" + o_.fallback_split() + "' is not fit, val, train or test");
+  for (const auto* sp : {&o_.real_split(), &o_.fallback_split()})
+    if (*sp != "fit" && *sp != "val" && *sp != "train" && *sp != "test")
+      throw UsageError("quality: split '" + *sp + "' of the real images is not fit, val, train or test");
+  pools_.resize(o_.fallback_split() == o_.real_split() ? 1 : 2);
 }
 
 QualityJudge::QualityJudge(EnergyPtr judge, std::string judge_path, std::string data, QualityOptions o,
@@ -145,7 +143,7 @@ QualityJudge::Pool& QualityJudge::pool(size_t i) const {
   auto& p = pools_.at(i);
   if (!p) {
     DatasetOptions d;
-    d.split = i == 0 ? "test" : o_.fallback_split();
+    d.split = i == 0 ? o_.real_split() : o_.fallback_split();
     d.root = root_;
     Dataset ds = load_dataset(data_, d);
     if (!ds.labels.defined()) throw DataError("quality: dataset '" + data_ + "' has no labels to match attributes with");

@@ -131,12 +131,18 @@ void add_annealed_flags(CLI::App* sub, AnnealedOptions& o, std::string& method, 
 
 void add_quality_flags(CLI::App* sub, QualityOptions& o) {
   sub->add_flag("--frechet,!--no-frechet", o.frechet(),
-                "Frechet distance of the samples to real test images with the same attributes, in the judge's\n"
+                "Frechet distance of the samples to real images with the same attributes (--frechet-split), in the judge's\n"
                 "penultimate features, beside two real sets of the same size (the real-vs-real reference)")
       ->default_str(o.frechet() ? "true" : "false");  // flags capture no default; show the struct's
   sub->add_option("--frechet-n", o.frechet_n(), "Samples (and real images per set) the Frechet distance uses; 0 = all")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--frechet-split", o.real_split(),
+                  "Split the real images come from: test for reported figures, fit (or val) when the figure\n"
+                  "chooses a setting, so that no choice sees the test images (falls back to fit when the\n"
+                  "split has fewer than 2n images with the attributes)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"test", "fit", "val", "train"}));
   sub->add_option("--frechet-draws", o.draws(), "Random pairs of real sets the Frechet figures are averaged over")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -31,7 +31,7 @@
 //    samples' figure, so it carries the same bias; the ratio compares like with
 //    like, and FDs at different n must not be compared with each other.
 //
-//    Which real images: the first split, of `test` and then `fallback_split`
+//    Which real images: the first split, of `real_split` (default test) and then `fallback_split`
 //    (default "fit", the trainers' split), that holds at least 2n images with
 //    the attributes; A and B are disjoint random n-subsets of them (seeded).
 //    The MNIST test split has ~200 images per digit and only ~70 thin or thick
@@ -100,9 +100,14 @@ struct QualityOptions {
   /// samples gave ratios from 0.25 to 3.7 (40 draws, n = 60..300); with ten,
   /// 0.6 to 2.6, about what the samples' own draw leaves.
   TORCH_ARG(int64_t, draws) = 10;
-  /// Where the real sets come from when the test split has fewer than 2n
+  /// The split the real sets come from first: "test" for reported figures;
+  /// "fit" (or "val") when the figure chooses a setting, so that no choice
+  /// sees the test images (fit, val, train or test).
+  TORCH_ARG(std::string, real_split) = "test";
+  /// Where the real sets come from when real_split has fewer than 2n
   /// images with the attributes ("fit": what the generators and judges were
-  /// trained on; "val" is too small for n = 100 per digit).
+  /// trained on; "val" is too small for n = 100 per digit). Unused when it
+  /// equals real_split.
   TORCH_ARG(std::string, fallback_split) = "fit";
   /// kNN agreement with the intended digit (MNIST, a fixed digit only).
   TORCH_ARG(bool, knn) = true;
