@@ -19,6 +19,7 @@
 
 #include "ebm/core/langevin.h"
 #include "ebm/core/models.h"
+#include "ebm/defend/purify.h"
 #include "ebm/train/train.h"
 
 namespace {
@@ -155,6 +156,52 @@ void BM_Pcd20(benchmark::State& st) {
   st.counters["flops_per_item"] = forward_flops(*m) * (20 * 2 + 2 * 3);
 }
 BENCHMARK(BM_Pcd20)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+
+// Purification before classification as `ebm defend eval` and /v1/guard run
+// it: the shipped purifier (models/mnist-purifier, its card's settings: 10
+// steps x 4 draws, no Langevin noise) then models/mnist-clf; items = images.
+// range(1): 0 the draws one after another (purify() then the classifier, four
+// times: the plain path and the oracle of the test), 1 purified_logits(), which
+// runs the four draws as one batch.
+void BM_Purify(benchmark::State& st) {
+  at::set_num_threads(threads());
+  const int64_t b = st.range(0);
+  const std::string root = std::string(EBM_SOURCE_DIR) + "/models/";
+  auto ebm_model = std::dynamic_pointer_cast<ebm::NativeModel>(ebm::load_model(root + "mnist-purifier"));
+  auto clf = std::dynamic_pointer_cast<ebm::NativeModel>(ebm::load_model(root + "mnist-clf"));
+  if (!ebm_model || !clf) {
+    st.SkipWithError("models/mnist-purifier and models/mnist-clf must be native models");
+    return;
+  }
+  ebm_model->set_training(false);
+  clf->set_training(false);
+  const auto o = ebm::purify_options_from_card(ebm_model->card());
+  auto x = torch::rand({b, 1, 28, 28});
+  auto gen = at::detail::createCPUGenerator(0);
+  for (auto _ : st) {
+    if (st.range(1)) {
+      benchmark::DoNotOptimize(ebm::purified_logits(*clf, *ebm_model, x, o, gen));
+    } else {
+      torch::Tensor sum;
+      for (int64_t k = 0; k < o.draws(); ++k) {
+        auto xp = ebm::purify(*ebm_model, x, o, gen);
+        torch::NoGradGuard ng;
+        auto z = clf->logits(xp);
+        sum = k ? sum + z : z;
+      }
+      benchmark::DoNotOptimize(sum);
+    }
+  }
+  st.SetItemsProcessed(st.iterations() * b);
+  // The purifier's Langevin steps only: the classifier's one forward per draw
+  // is a few percent of the work, and forward_flops() reads conv energies only.
+  st.counters["flops_per_item"] = double(o.draws()) * 2.0 * double(o.steps()) * forward_flops(*ebm_model);
+}
+BENCHMARK(BM_Purify)
+    ->ArgsProduct({{1, 16, 64}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0)
+    ->UseRealTime();
 
 }  // namespace
 

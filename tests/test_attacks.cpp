@@ -227,6 +227,29 @@ TEST(purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
   EXPECT_THROW(pgd(classifier_model(c), x, torch::zeros({2}, torch::kLong), PgdOptions().restarts(0)), UsageError);
 }
 
+// Noise-free chains (the shipped purifier's setting) run every draw in one
+// batch; the plain oracle is the draws one after another on the same seed.
+TEST(purify, BatchedDrawsEqualDrawsOneByOne) {
+  torch::manual_seed(8);
+  LinearClassifier c(torch::randn({3, 15}), torch::zeros({3}));
+  GaussianEnergy g(torch::full({1, 3, 5}, 0.5f), 0.3);
+  auto x = torch::rand({3, 1, 3, 5});  // 15 pixels: no size a random stream would line up on by luck
+  auto p = PurifyOptions().steps(4).step_size(0.01).noise(0.0).init_noise(0.2).draws(5).grad_clip(0.5);
+  auto ga = at::detail::createCPUGenerator(3), gb = at::detail::createCPUGenerator(3);
+  const auto z = purified_logits(c, g, x, p, ga);
+  torch::Tensor sum;
+  for (int k = 0; k < 5; ++k) {
+    auto zk = c.logits(purify(g, x, p.draws(1), gb)).detach();
+    sum = k ? sum + zk : zk;
+  }
+  EXPECT_TRUE(torch::allclose(z, sum / 5, 1e-6, 1e-7)) << (z - sum / 5).abs().max();
+  // Both generators have drawn the same numbers: the next draws agree.
+  EXPECT_TRUE(torch::equal(torch::randn({4}, ga), torch::randn({4}, gb)));
+  // The draws differ from each other (the starts are not shared).
+  auto gc = at::detail::createCPUGenerator(3);
+  EXPECT_FALSE(torch::allclose(purify(g, x, p.draws(1), gc), purify(g, x, p.draws(1), gc)));
+}
+
 TEST(purify, OptionsFromCardOverrideDefaultsAndRejectMalformed) {
   const PurifyOptions d;
   EXPECT_EQ(purify_options_from_card(nlohmann::json::object()).steps(), d.steps());

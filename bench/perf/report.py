@@ -23,6 +23,8 @@ for b in gb["benchmarks"]:
         key = ("langevin", int(m.group(2)), "script" if m.group(3) == "1" else "native")
     elif kind == "Score":
         key = ("score", 256, "script" if m.group(2) == "1" else "native")
+    elif kind == "Purify":
+        key = ("purify", int(m.group(2)), "batched draws" if m.group(3) == "1" else "draws one by one")
     else:
         key = ("pcd20", 64, "native")
     rows[key] = {"items_per_second": b["items_per_second"], "flops_per_item": b["flops_per_item"]}
@@ -42,12 +44,21 @@ report = {"date": datetime.date.today().isoformat(), "cpu": cpu, "threads": peer
           "flops": "counted from the architecture: forward convolutions and linear layers (2 MACs); a Langevin step "
                    "= forward + input-gradient backward = 2x forward; pcd20 = 20 steps + 2 forwards with parameter "
                    "backward (6x forward)",
-          "items": "langevin: image-steps; score: images; pcd20: training images",
+          "items": "langevin: image-steps; score: images; pcd20: training images; purify: images purified and "
+                   "classified (models/mnist-purifier, models/mnist-clf; no Python peer)",
           "rows": table}
 json.dump(report, open(os.path.join(out, "bench.json"), "w"), indent=1)
 
-names = {"langevin": "Langevin step", "score": "energy scoring (forward)", "pcd20": "PCD step, 20 SGLD steps"}
-md = [f"command: {command}", f"models: {model} {sha}", "",
+names = {"langevin": "Langevin step", "score": "energy scoring (forward)", "pcd20": "PCD step, 20 SGLD steps",
+         "purify": "purification, 10 steps x 4 draws, then the classifier"}
+models_used = {model: sha}
+if any(n == "purify" for (n, _, _) in rows):
+    import hashlib
+    for m in ("models/mnist-purifier", "models/mnist-clf"):
+        models_used[m] = hashlib.sha256(open(os.path.join(m, "weights.pt"), "rb").read()).hexdigest()
+report["models"] = models_used
+json.dump(report, open(os.path.join(out, "bench.json"), "w"), indent=1)
+md = [f"command: {command}", "models: " + ", ".join(f"{m} {h}" for m, h in models_used.items()), "",
       f"{report['date']}, {cpu}, {report['threads']} threads, PyTorch {report['torch']} (Debian) for both sides; "
       f"compute limit (torch::mm 2048², same run): {limit:.1f} GFLOP/s.", "",
       "| workload | batch | model | ebmkit items/s | PyTorch-Python items/s | ratio | GFLOP/s | of the limit |",
@@ -57,8 +68,10 @@ for r in table:
     ratio = f"{r['ratio_vs_python']:.2f}x" if r["ratio_vs_python"] else "-"
     md.append(f"| {names[r['workload']]} | {r['batch']} | {r['model']} | {r['items_per_second']:.1f} | {py} | {ratio} | "
               f"{r['gflops']:.1f} | {r['fraction_of_limit']:.2f} |")
-md += ["", "Items: Langevin image-steps, images scored, images trained on. `native`: ebmkit's built-in module; "
-       "`script`: the same weights as the TorchScript file the Python peer runs."]
+md += ["", "Items: Langevin image-steps, images scored, images trained on, images purified and classified. `native`: "
+       "ebmkit's built-in module; `script`: the same weights as the TorchScript file the Python peer runs. "
+       "Purification runs the shipped models/mnist-purifier and models/mnist-clf with the purifier card's settings; "
+       "`draws one by one` is the plain path, `batched draws` purified_logits()."]
 if gb.get("context", {}).get("library_build_type") == "debug":
     md += ["", "Debian's Google Benchmark library reports a debug build; that affects its timing loop, not "
            "LibTorch's kernels, which both sides share."]

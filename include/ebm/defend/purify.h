@@ -64,7 +64,10 @@ nlohmann::json purify_options_json(const PurifyOptions& p);
 torch::Tensor purify(Energy& ebm, const torch::Tensor& x, const PurifyOptions& o, at::Generator& gen);
 
 /// Classify after purification: logits [B,K] of `clf`, averaged over o.draws()
-/// independent purification draws of x [B,C,H,W]. No gradient.
+/// independent purification draws of x [B,C,H,W]. No gradient. With
+/// o.noise() == 0 (randomness at the start only, as the shipped purifier) the
+/// draws run as one batch of draws * B rows, with the same starts, hence the
+/// same result up to float rounding, as the draws one after another.
 torch::Tensor purified_logits(Energy& clf, Energy& ebm, const torch::Tensor& x, const PurifyOptions& o,
                               at::Generator& gen);
 
