@@ -108,8 +108,9 @@ struct TrainOptions {
   /// Exponential moving average of the weights, decay d in [0, 1) (0 = off):
   /// after every optimiser step w_ema = d * w_ema + (1 - d) * w, starting from
   /// the initial (or --init) weights. The saved model carries w_ema; the
-  /// checkpoint keeps both, so a resumed run is bit-exact. Score models sample
-  /// markedly better from averaged weights (Song & Ermon 2020, NCSNv2).
+  /// checkpoint keeps both, so a resumed run is bit-exact. NCSNv2 (Song &
+  /// Ermon 2020) samples its score models from averaged weights; on
+  /// mnist-ncsn it changed little (scripts/train-zoo).
   TORCH_ARG(double, ema) = 0.0;
   /// Std of Gaussian noise added to data batches (dequantisation; JEM 0.03, UvA 0.005).
   TORCH_ARG(double, data_noise) = 0.005;
