@@ -74,7 +74,7 @@ void add_train(CLI::App& app, Action& run) {
   sub->add_option("--clip-grad-norm", o.clip_grad_norm(), "Parameter gradient norm clip (0 = off)")->capture_default_str();
   sub->add_option("--ema", o.ema(),
                   "Save the exponential moving average of the weights with this decay, e.g. 0.999 (0 = off;\n"
-                  "score models sample better from it)")
+                  "NCSNv2 samples its score models from it)")
       ->capture_default_str();
   sub->add_option("--data-noise", o.data_noise(), "Gaussian noise std on data (dequantisation)")->capture_default_str();
   sub->add_option("--noise-augment", o.noise_augment(), "Per-image noise std ~ U(0,S) on data, clipped (classifier guidance)")->capture_default_str();
