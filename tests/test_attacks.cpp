@@ -36,6 +36,18 @@ torch::Tensor ce(Energy& c, const torch::Tensor& x, const torch::Tensor& y) {
   return per_example_ce(c.logits(x), y);
 }
 
+// The oracle of purified_logits: o.draws() single draws one after another on
+// `gen`, each classified, the logits summed in draw order and averaged.
+torch::Tensor draws_one_by_one(Energy& clf, Energy& ebm, const torch::Tensor& x, const PurifyOptions& o,
+                               at::Generator& gen) {
+  torch::Tensor sum;
+  for (int64_t k = 0; k < o.draws(); ++k) {
+    auto zk = clf.logits(purify(ebm, x, o, gen)).detach();
+    sum = k ? sum + zk : zk;
+  }
+  return sum / double(o.draws());
+}
+
 // Exactly inside the eps-ball (as float32 computes x +- eps) and the [0,1] box.
 void expect_in_ball(const torch::Tensor& adv, const torch::Tensor& x, double eps) {
   EXPECT_TRUE((adv <= x + eps).all().item<bool>());
@@ -212,12 +224,7 @@ TEST(purify, LogitsAverageOverDrawsAndBadOptionsNameTheValue) {
   auto p = PurifyOptions().steps(3).step_size(0.01).noise(0.01).init_noise(0.2).draws(4);
   auto ga = at::detail::createCPUGenerator(3), gb = at::detail::createCPUGenerator(3);
   auto z = purified_logits(c, g, x, p, ga);
-  torch::Tensor sum;
-  for (int k = 0; k < 4; ++k) {
-    auto zk = c.logits(purify(g, x, p.draws(1), gb)).detach();
-    sum = k ? sum + zk : zk;
-  }
-  EXPECT_TRUE(torch::allclose(z, sum / 4, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(z, draws_one_by_one(c, g, x, p, gb), 1e-5, 1e-6));
   try {
     purify(g, x, PurifyOptions().init_noise(-0.5), ga);
     FAIL() << "negative init noise accepted";
@@ -237,12 +244,8 @@ TEST(purify, BatchedDrawsEqualDrawsOneByOne) {
   auto p = PurifyOptions().steps(4).step_size(0.01).noise(0.0).init_noise(0.2).draws(5).grad_clip(0.5);
   auto ga = at::detail::createCPUGenerator(3), gb = at::detail::createCPUGenerator(3);
   const auto z = purified_logits(c, g, x, p, ga);
-  torch::Tensor sum;
-  for (int k = 0; k < 5; ++k) {
-    auto zk = c.logits(purify(g, x, p.draws(1), gb)).detach();
-    sum = k ? sum + zk : zk;
-  }
-  EXPECT_TRUE(torch::allclose(z, sum / 5, 1e-6, 1e-7)) << (z - sum / 5).abs().max();
+  const auto z1 = draws_one_by_one(c, g, x, p, gb);
+  EXPECT_TRUE(torch::allclose(z, z1, 1e-6, 1e-7)) << (z - z1).abs().max();
   // Both generators have drawn the same numbers: the next draws agree.
   EXPECT_TRUE(torch::equal(torch::randn({4}, ga), torch::randn({4}, gb)));
   // The draws differ from each other (the starts are not shared).
@@ -261,12 +264,7 @@ TEST(purify, BatchedDrawsEqualDrawsOneByOne) {
   auto xs = torch::rand({6, 1, 28, 28});
   auto g1 = at::detail::createCPUGenerator(5), g2 = at::detail::createCPUGenerator(5);
   const auto zb = purified_logits(*clf, *pur, xs, o, g1);
-  torch::Tensor zs;
-  for (int64_t k = 0; k < o.draws(); ++k) {
-    auto zk = clf->logits(purify(*pur, xs, o, g2)).detach();
-    zs = k ? zs + zk : zk;
-  }
-  zs = zs / double(o.draws());
+  const auto zs = draws_one_by_one(*clf, *pur, xs, o, g2);
   EXPECT_TRUE(torch::allclose(zb, zs, 1e-4, 1e-4)) << (zb - zs).abs().max();
   EXPECT_TRUE(torch::equal(zb.argmax(1), zs.argmax(1)));
 }

@@ -408,8 +408,10 @@ TrainResult train(const TrainOptions& o) {
   // from one seed or file; this makes it so whatever the path).
   comm.broadcast(model->parameters());
   // A fresh weight average starts from the weights every rank now agrees on.
-  if (!o.resume())
-    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(model->parameters()[i].detach());
+  if (!o.resume() && !ema.empty()) {
+    const auto params = model->parameters();
+    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(params[i].detach());
+  }
 
   LangevinOptions sg;
   sg.steps(o.sgld_steps()).step_size(o.sgld_step()).noise(o.sgld_noise()).grad_clip(o.sgld_grad_clip());
