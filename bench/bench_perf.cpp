@@ -1,6 +1,6 @@
 // bench_perf: the workloads of the performance table (bench/perf/run.sh, which
 // runs the PyTorch-Python peer bench/perf/peer.py on the same TorchScript model
-// in the same run and writes results/bench/bench.{json,md}).
+// in alternating rounds and writes results/bench/bench.{json,md}).
 //
 // Why these workloads: every application's cost is (energy forward + input
 // gradient) x (Langevin steps) at some batch size, plus scoring (forward only)
@@ -38,11 +38,11 @@ std::string model_path() {
 // (activations and pooling are not counted). The input-gradient backward of a
 // convolution or linear layer costs the same again (no parameter gradients), so
 // a Langevin step is 2x this and a PCD step's parameter gradients add 1x more.
-double forward_flops(ebm::NativeModel& m) {
+double forward_flops(ebm::NativeModel& m, int64_t size = 28) {
   namespace nn = torch::nn;
   torch::NoGradGuard ng;
   double flops = 0;
-  auto h = torch::rand({1, 1, 28, 28}) * 2 - 1;
+  auto h = torch::rand({1, 1, size, size}) * 2 - 1;
   std::function<void(nn::Module&)> walk = [&](nn::Module& mod) {
     if (auto* c = mod.as<nn::Conv2d>()) {
       auto out = c->forward(h);
@@ -110,10 +110,28 @@ void BM_Langevin(benchmark::State& st) {
   st.counters["flops_per_item"] = 2 * forward_flops(*nat);
 }
 BENCHMARK(BM_Langevin)
-    ->ArgsProduct({{1, 4, 16, 64, 256}, {0, 1}})
+    ->ArgsProduct({{1, 4, 8, 16, 64, 256}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0)
     ->UseRealTime();
+
+// The same Langevin steps on 64x64 images through the same layers scaled to
+// that size (conv-ebm, width 32, image_size 64; untrained, seed 0: the cost
+// does not depend on the weights). The peer builds the same architecture.
+void BM_Langevin64(benchmark::State& st) {
+  at::set_num_threads(threads());
+  const int64_t b = st.range(0), steps = 10;
+  torch::manual_seed(0);
+  ebm::NativeModel m({{"type", "conv-ebm"}, {"width", 32}, {"image_size", 64}});
+  m.set_training(false);
+  auto x = torch::rand({b, 1, 64, 64});
+  const auto o = ebm::LangevinOptions().steps(steps).step_size(0.01).noise(0.005);
+  auto gen = at::detail::createCPUGenerator(0);
+  for (auto _ : st) benchmark::DoNotOptimize(ebm::langevin(m, x, o, {}, &gen).x);
+  st.SetItemsProcessed(st.iterations() * b * steps);
+  st.counters["flops_per_item"] = 2 * forward_flops(m, 64);
+}
+BENCHMARK(BM_Langevin64)->Arg(1)->Arg(16)->Arg(64)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 
 // Scoring: one forward pass of 256 images without autograd; items = images.
 void BM_Score(benchmark::State& st) {

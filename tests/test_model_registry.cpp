@@ -67,3 +67,23 @@ TEST(ModelRegistry, UnknownFormatNamesTheKnownOnes) {
   }
   EXPECT_THROW(register_model_format("", {}), UsageError);
 }
+
+// conv-ebm scales to other image sizes: the head reads ceil(S/8)^2 positions.
+TEST(ModelRegistry, ConvEbmImageSizeScalesTheHead) {
+  ebm::NativeModel m28({{"type", "conv-ebm"}, {"width", 8}});
+  ebm::NativeModel m64({{"type", "conv-ebm"}, {"width", 8}, {"image_size", 64}});
+  EXPECT_EQ(m28.energy(torch::rand({2, 1, 28, 28})).sizes(), torch::IntArrayRef({2}));
+  EXPECT_EQ(m64.energy(torch::rand({3, 1, 64, 64})).sizes(), torch::IntArrayRef({3}));
+  // The head's input: 4*width channels at 4x4 (28) and 8x8 (64) positions.
+  auto head_in = [](ebm::NativeModel& m) {
+    int64_t in = 0;
+    for (const auto& p : m.module()->named_parameters())
+      if (p.key() == "body.9.weight") in = p.value().size(1);
+    return in;
+  };
+  EXPECT_EQ(head_in(m28), 4 * 8 * 16);
+  EXPECT_EQ(head_in(m64), 4 * 8 * 64);
+  EXPECT_THROW(m64.energy(torch::rand({1, 1, 28, 28})), c10::Error);
+  EXPECT_THROW(ebm::NativeModel({{"type", "conv-ebm"}, {"image_size", 30}}), ebm::DataError);
+  EXPECT_THROW(ebm::NativeModel({{"type", "conv-ebm"}, {"image_size", 4}}), ebm::DataError);
+}

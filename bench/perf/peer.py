@@ -2,6 +2,8 @@
 """The PyTorch-Python peer of bench_perf (bench/perf/run.sh): the same
 workloads, on the same TorchScript model, inputs, batch sizes, step counts and
 threads, written as the reference document (ebm-applications.md) writes its loops.
+The 64x64 rows run the same layers scaled to that size (ConvEBM below), untrained,
+as bench_perf's BM_Langevin64 does.
 
 Usage: peer.py MODEL.pt THREADS OUT.json
 Prints nothing but progress on stderr; OUT.json holds one record per workload:
@@ -26,6 +28,22 @@ def langevin(model, x, steps):
         x = x.detach() - STEP * grad + noise
         x = x.clamp(0, 1)
     return x
+
+
+class ConvEBM(torch.nn.Module):
+    """ebmkit's conv-ebm (src/core/models.cpp) with image_size = size: S -> S/2
+    -> S/4 -> ceil(S/8), SiLU, a linear layer, then the scalar head."""
+
+    def __init__(self, size: int, width: int = 32):
+        super().__init__()
+        nn, w, s = torch.nn, width, (size // 4 + 1) // 2
+        self.body = nn.Sequential(nn.Conv2d(1, w, 3, 1, 1), nn.SiLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(),
+                                  nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.SiLU(), nn.Conv2d(4 * w, 4 * w, 3, 2, 1),
+                                  nn.SiLU(), nn.Flatten(), nn.Linear(s * s * 4 * w, 4 * w), nn.SiLU())
+        self.head = nn.Linear(4 * w, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x * 2 - 1)).squeeze(1)
 
 
 def score(model, x):
@@ -73,9 +91,17 @@ def main():
         print(f"peer {name} b{batch}: {rec[-1]['items_per_second']:.1f}/s", file=sys.stderr)
 
     steps = 10
-    for b in (1, 4, 16, 64, 256):
+    for b in (1, 4, 8, 16, 64, 256):
         x = torch.rand(b, 1, 28, 28)
         add("langevin", b, b * steps, lambda x=x: langevin(model, x, steps))
+    # 64x64 images through the same layers scaled to that size (bench_perf's
+    # BM_Langevin64): the architecture rebuilt here, untrained, scripted.
+    big = torch.jit.script(ConvEBM(64)).eval()
+    for p in big.parameters():
+        p.requires_grad_(False)
+    for b in (1, 16, 64):
+        x = torch.rand(b, 1, 64, 64)
+        add("langevin64", b, b * steps, lambda x=x: langevin(big, x, steps))
     x = torch.rand(256, 1, 28, 28)
     add("score", 256, 256, lambda: score(model, x))
     # Training: parameters trainable again, Adam as ebm train uses it.

@@ -37,6 +37,12 @@ bool SumEnergy::noise_conditional() const {
   return false;
 }
 
+bool SumEnergy::rows_independent() const {
+  for (auto& t : terms_)
+    if (!t.energy->rows_independent()) return false;
+  return true;
+}
+
 std::string SumEnergy::describe() const {
   std::ostringstream s;
   s << "(";
@@ -64,6 +70,12 @@ bool OrEnergy::noise_conditional() const {
   for (auto& t : terms_)
     if (t->noise_conditional()) return true;
   return false;
+}
+
+bool OrEnergy::rows_independent() const {
+  for (auto& t : terms_)
+    if (!t->rows_independent()) return false;
+  return true;
 }
 
 std::string OrEnergy::describe() const {

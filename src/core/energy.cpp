@@ -1,5 +1,7 @@
 #include "ebm/core/energy.h"
 
+#include "ebm/core/parallel.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -13,7 +15,9 @@ torch::Tensor free_energy(const torch::Tensor& logits, double temperature) {
   return -temperature * torch::logsumexp(logits / temperature, 1);
 }
 
-torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out) {
+namespace {
+// grad_x E(x) on the calling thread, as energy_grad() promises.
+torch::Tensor grad_here(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out) {
   // Only x needs a gradient: torch::autograd::grad with inputs={x} never
   // touches the parameters' .grad fields, and the graph is freed on return.
   auto xg = x.detach().requires_grad_(true);
@@ -28,13 +32,37 @@ torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* ener
   if (energy_out) *energy_out = en.detach();
   return g;
 }
+}  // namespace
+
+torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out) {
+  const int64_t rows = x.dim() > 0 ? x.size(0) : 0;
+  const int threads = at::get_num_threads();
+  const int n = e.rows_independent() ? shards_for(rows, threads) : 1;
+  if (n > 1) {
+    std::vector<torch::Tensor> g(n), en(n);
+    const bool ran = run_shards(n, [&](int i) {
+      const RowRange r = shard_rows(rows, n, i);
+      g[i] = grad_here(e, x.narrow(0, r.begin, r.length), &en[i]);
+    });
+    if (ran) {
+      if (energy_out) *energy_out = torch::cat(en);
+      return torch::cat(g);
+    }
+  }
+  ScopedIntraOpThreads serial(intra_op_threads_for(rows, threads));
+  return grad_here(e, x, energy_out);
+}
 
 torch::Tensor map_batched(const torch::Tensor& x, int64_t batch,
                           const std::function<torch::Tensor(const torch::Tensor&)>& f) {
   TORCH_CHECK(batch > 0, "map_batched: batch must be > 0, got ", batch);
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < x.size(0); i += batch) out.push_back(f(x.narrow(0, i, std::min(batch, x.size(0) - i))));
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    const int64_t rows = std::min(batch, x.size(0) - i);
+    ScopedIntraOpThreads serial(intra_op_threads_for(rows, at::get_num_threads()));
+    out.push_back(f(x.narrow(0, i, rows)));
+  }
   return out.empty() ? torch::empty({0}) : torch::cat(out);
 }
 

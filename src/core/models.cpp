@@ -45,9 +45,9 @@ std::string torch_message(const std::exception& e, size_t max_len = 300) {
   return s.size() > max_len ? s.substr(0, max_len) + "..." : s;
 }
 
-void check_input(const torch::Tensor& x, int64_t channels, const char* who) {
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == channels && x.size(2) == 28 && x.size(3) == 28, who,
-              " expects x [B,", channels, ",28,28], got ", x.sizes());
+void check_input(const torch::Tensor& x, int64_t channels, const char* who, int64_t size = 28) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == channels && x.size(2) == size && x.size(3) == size, who,
+              " expects x [B,", channels, ",", size, ",", size, "], got ", x.sizes());
 }
 
 }  // namespace
@@ -56,17 +56,20 @@ void check_input(const torch::Tensor& x, int64_t channels, const char* who) {
 ConvEBMImpl::ConvEBMImpl(const ConvEBMOptions& o) : options(o) {
   const int64_t w = o.width();
   TORCH_CHECK(w > 0 && o.channels() > 0, "ConvEBM: width and channels must be > 0");
-  body = register_module("body", nn::Sequential(conv(o.channels(), w, 3, 1, 1), nn::SiLU(),    // 28
-                                                conv(w, 2 * w, 4, 2, 1), nn::SiLU(),           // 14
-                                                conv(2 * w, 4 * w, 4, 2, 1), nn::SiLU(),       // 7
-                                                conv(4 * w, 4 * w, 3, 2, 1), nn::SiLU(),       // 4
-                                                nn::Flatten(), nn::Linear(16 * 4 * w, 4 * w),
+  TORCH_CHECK(o.image_size() >= 8 && o.image_size() % 4 == 0, "ConvEBM: image_size must be a multiple of 4 and >= 8, got ",
+              o.image_size());
+  const int64_t s = (o.image_size() / 4 + 1) / 2;  // the last stride-2 layer: ceil(S/8)
+  body = register_module("body", nn::Sequential(conv(o.channels(), w, 3, 1, 1), nn::SiLU(),    // S (28)
+                                                conv(w, 2 * w, 4, 2, 1), nn::SiLU(),           // S/2 (14)
+                                                conv(2 * w, 4 * w, 4, 2, 1), nn::SiLU(),       // S/4 (7)
+                                                conv(4 * w, 4 * w, 3, 2, 1), nn::SiLU(),       // s (4)
+                                                nn::Flatten(), nn::Linear(s * s * 4 * w, 4 * w),
                                                 nn::SiLU()));
   head = register_module("head", nn::Linear(4 * w, 1));
 }
 
 torch::Tensor ConvEBMImpl::forward(const torch::Tensor& x) {
-  check_input(x, options.channels(), "ConvEBM");
+  check_input(x, options.channels(), "ConvEBM", options.image_size());
   return head->forward(body->forward(x * 2 - 1)).squeeze(1);
 }
 
@@ -173,7 +176,9 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
   // Limits far above any model a CPU trains on 28x28 images (the shipped ones have width 24-32).
   const int64_t ch = arch_int(arch, "channels", 1, 1, 4), width = arch_int(arch, "width", 32, 1, 512);
   if (type == "conv-ebm") {
-    ConvEBM m(ConvEBMOptions().channels(ch).width(width));
+    const int64_t size = arch_int(arch, "image_size", 28, 8, 512);
+    if (size % 4) throw DataError("architecture \"image_size\" must be a multiple of 4, got " + std::to_string(size));
+    ConvEBM m(ConvEBMOptions().channels(ch).width(width).image_size(size));
     module_ = m.ptr();
     forward_ = [m](const torch::Tensor& x) mutable { return m->forward(x); };
   } else if (type == "conv-ebm-nc" || type == "unet-ebm-nc") {
@@ -298,6 +303,8 @@ std::vector<torch::Tensor> ScriptModel::parameters() {
 }
 
 void ScriptModel::set_training(bool on) { on ? impl_->m.train() : impl_->m.eval(); }
+
+bool ScriptModel::rows_independent() const { return !impl_->m.is_training() && card().contains("exported_from"); }
 
 // ---------------------------------------------------------------- registry
 json load_card(const std::string& path) {

@@ -44,6 +44,7 @@ class GaussianNoiseConditional : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override { return true; }
+  bool rows_independent() const override { return true; }
   std::string describe() const override;
 
  private:

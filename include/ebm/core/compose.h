@@ -25,6 +25,7 @@ class SumEnergy : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override;
+  bool rows_independent() const override;
   std::string describe() const override;
   const std::vector<Term>& terms() const { return terms_; }
 
@@ -39,6 +40,7 @@ class OrEnergy : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override;
+  bool rows_independent() const override;
   std::string describe() const override;
 
  private:
@@ -53,6 +55,7 @@ class AffineEnergy : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override { return inner_->noise_conditional(); }
+  bool rows_independent() const override { return inner_->rows_independent(); }
   std::string describe() const override;
 
  private:
@@ -75,6 +78,7 @@ class DenoisedGuidanceEnergy : public Energy {
   torch::Tensor energy(const torch::Tensor& x) override { return inner_->energy(x); }
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override { return true; }
+  bool rows_independent() const override { return inner_->rows_independent() && denoiser_->rows_independent(); }
   std::string describe() const override;
 
  private:
@@ -92,6 +96,7 @@ class ClassEnergy : public Energy {
  public:
   ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll = false, double temperature = 1.0);
   torch::Tensor energy(const torch::Tensor& x) override;
+  bool rows_independent() const override { return clf_->rows_independent(); }
   std::string describe() const override;
 
  private:

@@ -58,6 +58,14 @@ class Energy {
   /// Train/eval mode switch for models that care (dropout); default no-op.
   virtual void set_training(bool on) {}
 
+  /// True when energy(x)[i] and energy_at(x, sigma)[i] depend on row i alone
+  /// and deterministically, and energy() may run on two threads at once:
+  /// eval-mode models, analytic energies, and compositions of such energies.
+  /// energy_grad() then splits small batches across threads (parallel.h).
+  /// Default false: an energy that draws random numbers, keeps state, or
+  /// mixes rows (batch statistics) is always evaluated whole.
+  virtual bool rows_independent() const { return false; }
+
   /// The model card: the metadata that travels with the weights (task, data,
   /// tuned sampler settings, metrics, ...). load_model() fills it for every
   /// format; energies built in code start with an empty object.
@@ -82,6 +90,7 @@ class EnergyAtSigma : public Energy {
     return inner_.energy_at(x, sigma);
   }
   bool noise_conditional() const override { return inner_.noise_conditional(); }
+  bool rows_independent() const override { return inner_.rows_independent(); }
   std::string describe() const override;
 
  private:
@@ -94,7 +103,10 @@ torch::Tensor free_energy(const torch::Tensor& logits, double temperature = 1.0)
 
 /// grad_x E(x) for x[B,C,H,W] -> [B,C,H,W], with no parameter gradients
 /// accumulated and no graph kept. If `energy_out` is given it receives E(x) [B]
-/// (detached).
+/// (detached). How it uses the cores (parallel.h): 2..kShardMaxRows rows of a
+/// rows_independent() energy are split into one shard per intra-op thread,
+/// each on its own core; otherwise up to kSerialMaxRows rows run on the
+/// calling thread alone, and larger batches on its intra-op threads.
 torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out = nullptr);
 
 /// Images per forward pass when scoring many images (OOD scores, ensembles,
@@ -104,7 +116,8 @@ inline constexpr int64_t kScoringBatch = 256;
 
 /// The one batched no-grad loop: f applied to x[N,...] in slices of at most
 /// `batch` rows along dim 0, with autograd off, results concatenated along
-/// dim 0. f maps [b,...] -> [b,...]. N = 0 gives an empty [0] tensor.
+/// dim 0. f maps [b,...] -> [b,...]. N = 0 gives an empty [0] tensor. Slices
+/// of at most kSerialMaxRows rows run on the calling thread alone (parallel.h).
 torch::Tensor map_batched(const torch::Tensor& x, int64_t batch,
                           const std::function<torch::Tensor(const torch::Tensor&)>& f);
 
@@ -118,6 +131,7 @@ class GaussianEnergy : public Energy {
  public:
   GaussianEnergy(torch::Tensor mu, double sigma);
   torch::Tensor energy(const torch::Tensor& x) override;
+  bool rows_independent() const override { return true; }
   std::string describe() const override;
 
  private:

@@ -25,10 +25,14 @@ struct ConvEBMOptions {
   TORCH_ARG(int64_t, channels) = 1;
   /// Base width; layers use width, 2*width, 4*width channels.
   TORCH_ARG(int64_t, width) = 32;
+  /// Input height and width S, a multiple of 4 (28 for MNIST; 64 scales the
+  /// same layers to larger images, as the performance table does).
+  TORCH_ARG(int64_t, image_size) = 28;
 };
 
-/// Unconditional conv energy (IGEBM/UvA style, SiLU): 28x28 -> 14 -> 7 -> 4,
-/// then a linear head to one scalar. x: [B,C,28,28] in [0,1] -> e [B].
+/// Unconditional conv energy (IGEBM/UvA style, SiLU): S -> S/2 -> S/4 ->
+/// ceil(S/8) (28 -> 14 -> 7 -> 4), then a linear head to one scalar.
+/// x: [B,C,S,S] in [0,1] -> e [B].
 class ConvEBMImpl : public torch::nn::Module {
  public:
   explicit ConvEBMImpl(const ConvEBMOptions& o = {});
@@ -120,7 +124,8 @@ TORCH_MODULE(ConvClassifier);
 class NativeModel : public Energy {
  public:
   /// Build an untrained model from an architecture description, e.g.
-  /// {"type":"conv-ebm","width":32}, {"type":"conv-classifier","width":32,"num_classes":10} or
+  /// {"type":"conv-ebm","width":32} (optional "image_size", default 28: conv-ebm only),
+  /// {"type":"conv-classifier","width":32,"num_classes":10} or
   /// {"type":"conv-ebm-nc","width":32,"sigma_min":0.01} (energy(x) is E(x, sigma_min)) or
   /// {"type":"unet-ebm-nc","width":32,"sigma_min":0.01} (the same, UNetEnergy).
   explicit NativeModel(const json& arch);
@@ -136,6 +141,8 @@ class NativeModel : public Energy {
   std::string describe() const override;
   std::vector<torch::Tensor> parameters() override { return module_->parameters(); }
   void set_training(bool on) override { module_->train(on); }
+  /// In eval mode (no dropout; the built-in layers keep no batch statistics).
+  bool rows_independent() const override { return !module_->is_training(); }
 
   std::shared_ptr<torch::nn::Module> module() const { return module_; }
   const json& arch() const { return arch_; }
@@ -164,6 +171,10 @@ class ScriptModel : public Energy {
   std::string describe() const override;
   std::vector<torch::Tensor> parameters() override;
   void set_training(bool on) override;
+  /// Files that ebmkit exported (their card has "exported_from": ebmkit's own
+  /// row-wise layers), in eval mode. Any other TorchScript file might mix rows
+  /// or draw random numbers inside forward, so it is always evaluated whole.
+  bool rows_independent() const override;
 
  private:
   struct Impl;
