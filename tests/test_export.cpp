@@ -4,6 +4,8 @@
 // p-values; state dicts unpickle to the module's parameters.
 // The Python side (torch.jit.load in plain PyTorch) is checked by tests/cli/export.sh.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -77,7 +79,17 @@ TEST(Export, EveryShippedNativeModelGivesTheSameEnergies) {
     EXPECT_EQ(card["exported_from"], m);
     EXPECT_EQ(card["exported_from_sha256"], model_hash(m));
     EXPECT_EQ(card["arch"], load_card(m)["arch"]);
+    // ebmkit's own layers: energy_grad may split small batches across threads (parallel.h).
+    EXPECT_TRUE(script->rows_independent());
   }
+}
+
+// A TorchScript file from elsewhere might mix rows inside forward: it is
+// always evaluated whole.
+TEST(Export, ForeignTorchScriptIsNotSplitIntoRowShards) {
+  const std::string f = std::string(EBM_SOURCE_DIR) + "/tests/fixtures/ref_energy.pt";
+  ASSERT_TRUE(std::filesystem::exists(f)) << "run /usr/bin/python3 scripts/make_reference_fixtures.py";
+  EXPECT_FALSE(load_model(f)->rows_independent());
 }
 
 TEST(Export, RefusesWhatHasNoTorchScriptForm) {

@@ -255,12 +255,24 @@ std::string NativeModel::describe() const {
 // ---------------------------------------------------------------- ScriptModel
 struct ScriptModel::Impl {
   torch::jit::script::Module m;
+  bool exported_by_ebmkit = false;  // its extra file card.json has "exported_from" (export.h)
+  // The mode set_training() last set. Module::is_training() cannot tell: a
+  // module built by Module::define (export.h) has no "training" attribute,
+  // and then reads as training whatever eval() did.
+  bool training = false;
 };
 
 ScriptModel::ScriptModel(const std::string& path, std::vector<int64_t> probe_shape)
     : impl_(std::make_unique<Impl>()), path_(path) {
   try {
-    impl_->m = torch::jit::load(path);
+    torch::jit::ExtraFilesMap extra{{"card.json", ""}};
+    impl_->m = torch::jit::load(path, c10::nullopt, extra);
+    try {
+      const json c = json::parse(extra["card.json"]);
+      impl_->exported_by_ebmkit = c.is_object() && c.contains("exported_from");
+    } catch (const json::exception&) {
+      // no card, or not JSON: a file from elsewhere
+    }
   } catch (const std::exception& e) {
     throw DataError("'" + path + "': not a native model folder nor a loadable TorchScript file (" +
                     torch_message(e, 200) + ")");
@@ -302,9 +314,12 @@ std::vector<torch::Tensor> ScriptModel::parameters() {
   return p;
 }
 
-void ScriptModel::set_training(bool on) { on ? impl_->m.train() : impl_->m.eval(); }
+void ScriptModel::set_training(bool on) {
+  on ? impl_->m.train() : impl_->m.eval();
+  impl_->training = on;
+}
 
-bool ScriptModel::rows_independent() const { return !impl_->m.is_training() && card().contains("exported_from"); }
+bool ScriptModel::rows_independent() const { return !impl_->training && impl_->exported_by_ebmkit; }
 
 // ---------------------------------------------------------------- registry
 json load_card(const std::string& path) {

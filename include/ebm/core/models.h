@@ -171,7 +171,7 @@ class ScriptModel : public Energy {
   std::string describe() const override;
   std::vector<torch::Tensor> parameters() override;
   void set_training(bool on) override;
-  /// Files that ebmkit exported (their card has "exported_from": ebmkit's own
+  /// Files that ebmkit exported (their extra file card.json has "exported_from": ebmkit's own
   /// row-wise layers), in eval mode. Any other TorchScript file might mix rows
   /// or draw random numbers inside forward, so it is always evaluated whole.
   bool rows_independent() const override;
