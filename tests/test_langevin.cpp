@@ -448,12 +448,14 @@ class ThreadProbe : public ebm::Energy {
     std::lock_guard<std::mutex> lk(mu);
     seen = at::get_num_threads();
     ids.insert(std::this_thread::get_id());
+    max_rows = std::max(max_rows, x.size(0));
     return x.flatten(1).pow(2).sum(1);
   }
   bool rows_independent() const override { return independent_; }
   std::string describe() const override { return "thread-probe"; }
   std::mutex mu;
   int seen = 0;
+  int64_t max_rows = 0;
   std::set<std::thread::id> ids;
 
  private:
@@ -480,8 +482,7 @@ TEST(Parallel, PolicyTables) {
   EXPECT_EQ(ebm::shards_for(1, 2), 1);
   EXPECT_EQ(ebm::shards_for(2, 2), 2);
   EXPECT_EQ(ebm::shards_for(3, 8), 3);
-  EXPECT_EQ(ebm::shards_for(ebm::kShardMaxRows, 2), 2);
-  EXPECT_EQ(ebm::shards_for(ebm::kShardMaxRows + 1, 2), 1);
+  EXPECT_EQ(ebm::shards_for(1000, 2), 2);
   EXPECT_EQ(ebm::shards_for(8, 1), 1);
   // shard_rows against the obvious loop: consecutive, covering, sizes differ by at most 1.
   for (int64_t rows : {1, 2, 5, 16, 17})
@@ -532,8 +533,9 @@ TEST(Parallel, RunShardsRunsEachIndexOnceOnItsOwnThreadWithOneIntraOpThread) {
   EXPECT_FALSE(nested);
 }
 
-// The fast paths (small batches serial or split into row shards) against the
-// plain one: every operator on the caller's 2 threads, autograd called directly.
+// The fast paths (a single row serial, more split into row shards in small
+// passes) against the plain one: the whole batch on the caller's 2 threads,
+// autograd called directly.
 TEST(Parallel, EnergyGradShardsOnlyRowIndependentEnergiesAndMatchesThePlainPath) {
   ebm::set_threads(2);
   ThreadProbe whole(false), rows(true);
@@ -542,12 +544,13 @@ TEST(Parallel, EnergyGradShardsOnlyRowIndependentEnergiesAndMatchesThePlainPath)
   ebm::energy_grad(whole, torch::rand({ebm::kSerialMaxRows + 1, 1, 28, 28}));
   EXPECT_EQ(whole.seen, 2);  // whole batch, intra-op threads
   EXPECT_EQ(whole.ids.size(), 1u);
-  ebm::energy_grad(rows, torch::rand({ebm::kShardMaxRows, 1, 28, 28}));
+  ebm::energy_grad(rows, torch::rand({2 * ebm::kShardPassRows + 3, 1, 28, 28}));
   EXPECT_EQ(rows.seen, 1);
   EXPECT_EQ(rows.ids.size(), 2u);  // two shards on two threads
+  EXPECT_EQ(rows.max_rows, ebm::kShardPassRows);  // shards of 10 and 9 rows, in passes of at most 8
   torch::Tensor e;
-  const auto x = torch::rand({5, 1, 28, 28});
-  const auto g = ebm::energy_grad(rows, x, &e);  // shards of 3 and 2 rows, put back in order
+  const auto x = torch::rand({21, 1, 28, 28});
+  const auto g = ebm::energy_grad(rows, x, &e);  // shards of 11 and 10 rows in passes, put back in order
   EXPECT_TRUE(torch::allclose(g, 2 * x));
   EXPECT_TRUE(torch::allclose(e, x.flatten(1).pow(2).sum(1)));
   EXPECT_EQ(at::get_num_threads(), 2);
@@ -560,7 +563,7 @@ TEST(Parallel, EnergyGradShardsOnlyRowIndependentEnergiesAndMatchesThePlainPath)
   ebm::NativeModel model({{"type", "conv-ebm"}, {"width", 32}});
   model.set_training(false);
   ASSERT_TRUE(model.rows_independent());
-  for (int64_t b : {int64_t(1), int64_t(2), int64_t(5), ebm::kShardMaxRows}) {
+  for (int64_t b : {1, 2, 5, 16, 37}) {
     const auto xb = torch::rand({b, 1, 28, 28});
     torch::Tensor fast_e;
     const auto fast = ebm::energy_grad(model, xb, &fast_e);

@@ -42,7 +42,14 @@ torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* ener
     std::vector<torch::Tensor> g(n), en(n);
     const bool ran = run_shards(n, [&](int i) {
       const RowRange r = shard_rows(rows, n, i);
-      g[i] = grad_here(e, x.narrow(0, r.begin, r.length), &en[i]);
+      std::vector<torch::Tensor> gs, es;
+      for (int64_t b = r.begin; b < r.begin + r.length; b += kShardPassRows) {
+        const int64_t len = std::min(kShardPassRows, r.begin + r.length - b);
+        es.emplace_back();
+        gs.push_back(grad_here(e, x.narrow(0, b, len), &es.back()));
+      }
+      g[i] = gs.size() == 1 ? gs[0] : torch::cat(gs);
+      en[i] = es.size() == 1 ? es[0] : torch::cat(es);
     });
     if (ran) {
       if (energy_out) *energy_out = torch::cat(en);

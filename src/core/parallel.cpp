@@ -84,8 +84,7 @@ int intra_op_threads_for(int64_t rows, int threads) {
 
 int shards_for(int64_t rows, int threads) {
   TORCH_CHECK(threads >= 1, "shards_for: threads must be >= 1, got ", threads);
-  if (rows < 2 || rows > kShardMaxRows) return 1;
-  return int(std::min<int64_t>(threads, rows));
+  return rows < 2 ? 1 : int(std::min<int64_t>(threads, rows));
 }
 
 RowRange shard_rows(int64_t rows, int n, int i) {

@@ -61,7 +61,7 @@ class Energy {
   /// True when energy(x)[i] and energy_at(x, sigma)[i] depend on row i alone
   /// and deterministically, and energy() may run on two threads at once:
   /// eval-mode models, analytic energies, and compositions of such energies.
-  /// energy_grad() then splits small batches across threads (parallel.h).
+  /// energy_grad() then splits batches across threads (parallel.h).
   /// Default false: an energy that draws random numbers, keeps state, or
   /// mixes rows (batch statistics) is always evaluated whole.
   virtual bool rows_independent() const { return false; }
@@ -103,10 +103,11 @@ torch::Tensor free_energy(const torch::Tensor& logits, double temperature = 1.0)
 
 /// grad_x E(x) for x[B,C,H,W] -> [B,C,H,W], with no parameter gradients
 /// accumulated and no graph kept. If `energy_out` is given it receives E(x) [B]
-/// (detached). How it uses the cores (parallel.h): 2..kShardMaxRows rows of a
+/// (detached). How it uses the cores (parallel.h): 2 or more rows of a
 /// rows_independent() energy are split into one shard per intra-op thread,
-/// each on its own core; otherwise up to kSerialMaxRows rows run on the
-/// calling thread alone, and larger batches on its intra-op threads.
+/// each on its own core in passes of at most kShardPassRows rows; an energy
+/// that cannot be split runs whole, up to kSerialMaxRows rows on the calling
+/// thread alone and larger batches on its intra-op threads.
 torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* energy_out = nullptr);
 
 /// Images per forward pass when scoring many images (OOD scores, ensembles,

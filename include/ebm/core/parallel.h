@@ -1,16 +1,24 @@
-// parallel.h: how a pass over a small batch uses the cores.
+// parallel.h: how a gradient pass over a batch uses the cores.
 //
 // LibTorch parallelises each operator over its intra-op threads (OpenMP). On
 // the small images and networks ebmkit runs, that hand-off costs more than the
-// work it splits when a batch is small. Measured on 2 cores (a Langevin step of
-// the shipped 28x28 conv energy, median of 5 interleaved runs):
-//   batch 1:      1 thread ran 2.2 to 4 times as many steps per second as 2;
-//   batch 2..16:  two row shards, each on its own core with 1 intra-op thread,
-//                 ran 2.1 to 4.6 times as many image-steps per second as the
-//                 whole batch on 2 intra-op threads;
-//   batch 32+:    the two were level, so large batches keep intra-op threads.
-// The rules below are applied in one place each: energy_grad() shards,
-// map_batched() runs small slices serially (energy.h).
+// work it splits. Measured on 2 cores with the shipped 28x28 conv energies:
+//   - a batch-1 Langevin step ran 2.2 to 4 times as fast on 1 thread as on 2;
+//   - two row shards, each on its own core with 1 intra-op thread, ran 2.1 to
+//     4.6 times as many image-steps per second as the whole batch on 2
+//     intra-op threads at batches 2 to 16 (median of 5 interleaved runs);
+//   - cutting each shard into passes of 8 rows kept that lead at large
+//     batches: inpainting's 320-row passes (16 chains x 20 images,
+//     mnist-dsm-wide) went from 1.02 to 0.48 s per image, with identical
+//     output, and batch-256 Langevin steps from about 1,100 to 2,500
+//     image-steps per second.
+// So energy_grad() (energy.h) splits any batch of 2 or more rows of a
+// rows_independent() energy into one shard per thread, and runs each shard in
+// passes of at most kShardPassRows rows on one intra-op thread. An energy that
+// cannot be split runs whole: on the calling thread alone up to
+// kSerialMaxRows rows, on its intra-op threads above. map_batched() (scoring,
+// any function) never splits, and runs slices of up to kSerialMaxRows rows on
+// the calling thread alone.
 #pragma once
 
 #include <cstdint>
@@ -18,20 +26,20 @@
 
 namespace ebm {
 
-/// Rows up to which a pass that cannot be sharded runs on the calling thread
-/// alone instead of on its intra-op threads (1 thread was ahead up to batch 8).
+/// Rows up to which a pass that is not split runs on the calling thread alone
+/// instead of on its intra-op threads (1 thread was ahead up to batch 8).
 inline constexpr int64_t kSerialMaxRows = 8;
 
-/// Rows up to which energy_grad() splits the batch into one row shard per
-/// thread (2 shards were 2.1x ahead at batch 16, level at 32).
-inline constexpr int64_t kShardMaxRows = 16;
+/// Rows per pass within a shard: 1 thread was as fast per row at batch 8 as
+/// at any larger batch, and small passes keep activations in cache.
+inline constexpr int64_t kShardPassRows = 8;
 
 /// Intra-op threads for an unsharded pass over `rows` rows when the caller
 /// has `threads` (>= 1): 1 up to kSerialMaxRows rows, else `threads`.
 int intra_op_threads_for(int64_t rows, int threads);
 
 /// Row shards for a pass over `rows` rows when the caller has `threads`
-/// (>= 1): min(threads, rows) for 2..kShardMaxRows rows, else 1 (no sharding).
+/// (>= 1): min(threads, rows), or 1 (no sharding) for fewer than 2 rows.
 int shards_for(int64_t rows, int threads);
 
 /// The rows [begin, begin + length) of shard i of n over `rows` rows: the
