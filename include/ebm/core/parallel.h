@@ -10,8 +10,9 @@
 //   - cutting each shard into passes of 8 rows kept that lead at large
 //     batches: inpainting's 320-row passes (16 chains x 20 images,
 //     mnist-dsm-wide) went from 1.02 to 0.48 s per image, with identical
-//     output, and batch-256 Langevin steps from about 1,100 to 2,500
-//     image-steps per second.
+//     output; batch-256 Langevin steps ran at about 2,500 image-steps per
+//     second in a spot check, against about 1,100 in the table before (the
+//     machine's own spread is large: results/bench/bench.md).
 // So energy_grad() (energy.h) splits any batch of 2 or more rows of a
 // rows_independent() energy into one shard per thread, and runs each shard in
 // passes of at most kShardPassRows rows on one intra-op thread. An energy that
