@@ -39,21 +39,23 @@ torch::Tensor energy_grad(Energy& e, const torch::Tensor& x, torch::Tensor* ener
   const int threads = at::get_num_threads();
   const int n = e.rows_independent() ? shards_for(rows, threads) : 1;
   if (n > 1) {
-    std::vector<torch::Tensor> g(n), en(n);
+    // Each shard's passes in row order; one concatenation at the end.
+    std::vector<std::vector<torch::Tensor>> g(n), en(n);
     const bool ran = run_shards(n, [&](int i) {
       const RowRange r = shard_rows(rows, n, i);
-      std::vector<torch::Tensor> gs, es;
       for (int64_t b = r.begin; b < r.begin + r.length; b += kShardPassRows) {
-        const int64_t len = std::min(kShardPassRows, r.begin + r.length - b);
-        es.emplace_back();
-        gs.push_back(grad_here(e, x.narrow(0, b, len), &es.back()));
+        en[i].emplace_back();
+        g[i].push_back(grad_here(e, x.narrow(0, b, std::min(kShardPassRows, r.begin + r.length - b)), &en[i].back()));
       }
-      g[i] = gs.size() == 1 ? gs[0] : torch::cat(gs);
-      en[i] = es.size() == 1 ? es[0] : torch::cat(es);
     });
     if (ran) {
-      if (energy_out) *energy_out = torch::cat(en);
-      return torch::cat(g);
+      std::vector<torch::Tensor> gs, es;
+      for (int i = 0; i < n; ++i) {
+        gs.insert(gs.end(), g[i].begin(), g[i].end());
+        es.insert(es.end(), en[i].begin(), en[i].end());
+      }
+      if (energy_out) *energy_out = torch::cat(es);
+      return torch::cat(gs);
     }
   }
   ScopedIntraOpThreads serial(intra_op_threads_for(rows, threads));

@@ -67,8 +67,7 @@ class Worker {
 };
 
 struct Pool {
-  std::mutex busy;  // held by the one run_shards call using the workers
-  std::mutex grow;
+  std::mutex busy;  // held by the one run_shards call using (and growing) the workers
   std::vector<std::unique_ptr<Worker>> workers;
 };
 Pool& pool() {
@@ -112,10 +111,7 @@ bool run_shards(int n, const std::function<void(int)>& fn) {
   Pool& p = pool();
   std::unique_lock<std::mutex> busy(p.busy, std::try_to_lock);
   if (!busy.owns_lock()) return false;
-  {
-    std::lock_guard<std::mutex> lk(p.grow);
-    while (int(p.workers.size()) < n - 1) p.workers.push_back(std::make_unique<Worker>());
-  }
+  while (int(p.workers.size()) < n - 1) p.workers.push_back(std::make_unique<Worker>());
   const at::ThreadLocalState state;  // grad mode, inference mode, dispatch keys of the caller
   std::vector<std::exception_ptr> errors(n);
   for (int i = 1; i < n; ++i)
