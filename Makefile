@@ -12,7 +12,7 @@ all: build
 setup:
 	scripts/setup
 
-## build: configure and compile (ccache + a shared precompiled header)
+## build: configure and compile (ccache, a shared precompiled header, unity batches)
 build:
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)

@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr auto kF64 = torch::kFloat64;
+constexpr auto kDouble = torch::kFloat64;
 
 // A smooth non-quadratic energy: E(x) = sum_j a_j sin(3 x_j) + 0.5 x_j^3.
 class WavyEnergy : public ebm::Energy {
@@ -54,11 +54,11 @@ struct Zoo {
   torch::Tensor x;
   Zoo() {
     auto gen = at::detail::createCPUGenerator(123);
-    g1 = std::make_shared<ebm::GaussianEnergy>(torch::rand({1, 3, 3}, gen, kF64), 0.4);
-    g2 = std::make_shared<ebm::GaussianEnergy>(torch::rand({1, 3, 3}, gen, kF64), 0.7);
-    wavy = std::make_shared<WavyEnergy>(torch::randn({1, 3, 3}, gen, kF64));
-    clf = std::make_shared<ToyClassifier>(torch::randn({4, 9}, gen, kF64), torch::randn({4}, gen, kF64));
-    x = torch::rand({2, 1, 3, 3}, gen, kF64);
+    g1 = std::make_shared<ebm::GaussianEnergy>(torch::rand({1, 3, 3}, gen, kDouble), 0.4);
+    g2 = std::make_shared<ebm::GaussianEnergy>(torch::rand({1, 3, 3}, gen, kDouble), 0.7);
+    wavy = std::make_shared<WavyEnergy>(torch::randn({1, 3, 3}, gen, kDouble));
+    clf = std::make_shared<ToyClassifier>(torch::randn({4, 9}, gen, kDouble), torch::randn({4}, gen, kDouble));
+    x = torch::rand({2, 1, 3, 3}, gen, kDouble);
   }
 };
 
@@ -90,7 +90,7 @@ void expect_grad_matches_fd(ebm::Energy& e, const torch::Tensor& x, const std::s
   SCOPED_TRACE(what + " = " + e.describe());
   torch::Tensor en;
   auto g = ebm::energy_grad(e, x, &en);
-  ASSERT_EQ(g.scalar_type(), kF64);
+  ASSERT_EQ(g.scalar_type(), kDouble);
   ASSERT_EQ(g.sizes(), x.sizes());
   ASSERT_EQ(en.sizes(), (std::vector<int64_t>{x.size(0)}));
   auto fd = fd_grad(e, x);
@@ -156,7 +156,7 @@ static void Compose_OrValueByHandAndLimit() {
 
 static void Compose_FreeEnergyValue() {
   auto gen = at::detail::createCPUGenerator(7);
-  auto logits = torch::randn({5, 4}, gen, kF64) * 3;
+  auto logits = torch::randn({5, 4}, gen, kDouble) * 3;
   for (double t : {0.5, 1.0, 3.0}) {
     auto got = ebm::free_energy(logits, t);
     ASSERT_EQ(got.sizes(), (std::vector<int64_t>{5}));
@@ -206,7 +206,7 @@ static void ComposeGrad_Leaves() {
   expect_grad_matches_fd(*z.g1, z.x, "gaussian");
   expect_grad_matches_fd(*z.wavy, z.x, "wavy");
   expect_grad_matches_fd(*z.clf, z.x, "free energy");
-  ToyClassifier hot(torch::randn({4, 9}, kF64), torch::zeros({4}, kF64), 0.3);
+  ToyClassifier hot(torch::randn({4, 9}, kDouble), torch::zeros({4}, kDouble), 0.3);
   expect_grad_matches_fd(hot, z.x, "free energy T=0.3");
 }
 

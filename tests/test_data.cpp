@@ -17,10 +17,12 @@
 #include "ebm/core/common.h"
 #include "ebm/io/data.h"
 #include "ebm/io/image_io.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+using ebm::test::have_data_file;
 
 // $EBM_DATA, else <repo>/data.
 std::string data_root() {
@@ -28,11 +30,10 @@ std::string data_root() {
   return (d && *d) ? std::string(d) : std::string(EBM_SOURCE_DIR) + "/data";
 }
 
-bool have(const std::string& rel) { return fs::exists(data_root() + "/" + rel); }
 
 #define REQUIRE_DATA(rel)                                                          \
   do {                                                                             \
-    if (!have(rel)) GTEST_SKIP() << "dataset " << data_root() << "/" << rel        \
+    if (!have_data_file(rel)) GTEST_SKIP() << "dataset " << data_root() << "/" << rel        \
                                  << " absent (set EBM_DATA or run scripts/setup)"; \
   } while (0)
 

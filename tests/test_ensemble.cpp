@@ -13,15 +13,13 @@
 #include "ebm/io/data.h"
 #include "ebm/ood/ensemble.h"
 #include "ebm/core/models.h"
+#include "test_util.h"
 
 using namespace ebm;
 
 namespace {
+using ebm::test::have_mnist;
 
-bool have_data() {
-  struct stat st;
-  return ::stat((data_dir() + "/mnist/images.idx").c_str(), &st) == 0;
-}
 
 // A small untrained native model saved under dir/name; seed fixes its weights.
 std::string save_tiny(const std::string& dir, const std::string& name, bool classifier, uint64_t seed) {
@@ -52,7 +50,7 @@ torch::Tensor val_images(int64_t n) {
 }  // namespace
 
 TEST(Ensemble, StandardisedSumMatchesBruteForce) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
   const std::string dir = ebm::test::scratch_dir("ebm_ens_", "sum", true);
   const std::string a = save_tiny(dir, "a", false, 1), b = save_tiny(dir, "b", true, 2);
@@ -89,7 +87,7 @@ TEST(Ensemble, StandardisedSumMatchesBruteForce) {
 }
 
 TEST(Ensemble, MembersArePinnedByHash) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
   const std::string dir = ebm::test::scratch_dir("ebm_ens_", "pin", true);
   const std::string a = save_tiny(dir, "a", false, 3);

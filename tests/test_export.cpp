@@ -19,11 +19,12 @@
 #include "ebm/ood/detector_export.h"
 #include "ebm/ood/ood.h"
 #include "scratch_dir.h"
+#include "test_util.h"
 
 namespace ebm {
 namespace {
+using ebm::test::kRoot;
 
-const std::string kRoot = EBM_SOURCE_DIR;
 
 // Shipped models whose card says native (weights of a built-in architecture).
 std::vector<std::string> native_models() {
@@ -70,8 +71,9 @@ TEST(Export, EveryShippedNativeModelGivesTheSameEnergies) {
     EXPECT_EQ(script->num_classes(), native->num_classes());
     const auto en = native->energy(x).to(torch::kFloat64), es = script->energy(x).to(torch::kFloat64);
     EXPECT_LT(((en - es).abs() / en.abs().clamp_min(1)).max().item<double>(), 1e-5);
-    if (native->num_classes() > 0)
+    if (native->num_classes() > 0) {
       EXPECT_LT((native->logits(x) - script->logits(x)).abs().max().item<double>(), 1e-5);
+    }
     // The card travels inside the file, with the source named and hashed.
     torch::jit::ExtraFilesMap extra{{"card.json", ""}};
     torch::jit::load(out, c10::nullopt, extra);
@@ -183,7 +185,9 @@ TEST(Export, DetectorsCarryThresholdAndPValues) {
       // score is not within rounding of a validation score or the threshold.
       EXPECT_NEAR(p[i].item<double>(), d.p_value(s[i].item<double>()), 1e-12) << i;
       EXPECT_EQ(flag[i].item<bool>(), d.is_ood(s[i].item<double>())) << i;
-      if (std::abs(want.score - d.threshold) > 1e-4) EXPECT_EQ(flag[i].item<bool>(), want.ood) << i;
+      if (std::abs(want.score - d.threshold) > 1e-4) {
+        EXPECT_EQ(flag[i].item<bool>(), want.ood) << i;
+      }
     }
   }
   EXPECT_GE(exported, 2);

@@ -11,12 +11,13 @@
 #include "ebm/core/common.h"
 #include "ebm/core/models.h"
 #include "ebm/metrics/frechet.h"
+#include "test_util.h"
 
 using namespace ebm;
 
 namespace {
+using ebm::test::kF64;
 
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 // A random SPD matrix [D,D] with eigenvalues in [lo, hi] (a random rotation of them).
 torch::Tensor random_spd(int64_t d, double lo, double hi) {

@@ -25,12 +25,13 @@
 #include "ebm/core/fs.h"
 #include "ebm/io/data.h"
 #include "ebm/metrics/knn_judge.h"
+#include "test_util.h"
 
 using namespace ebm;
 
 namespace {
+using ebm::test::kF64;
 
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 // Brute force: every training point's squared distance by an explicit loop,
 // sorted by (distance, index); the first k indices.

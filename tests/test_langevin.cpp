@@ -16,8 +16,10 @@
 #include "ebm/core/langevin.h"
 #include "ebm/core/models.h"
 #include "ebm/core/parallel.h"
+#include "test_util.h"
 
 namespace {
+using ebm::test::rand_images;
 
 // E(x) = scale * sum(x): a constant gradient `scale` everywhere.
 class LinearEnergy : public ebm::Energy {
@@ -31,9 +33,9 @@ class LinearEnergy : public ebm::Energy {
 };
 
 // E(x) = NaN once x has been visited `after` times (0 = from the start).
-class NanEnergy : public ebm::Energy {
+class NanAfterCallsEnergy : public ebm::Energy {
  public:
-  explicit NanEnergy(int after) : after_(after) {}
+  explicit NanAfterCallsEnergy(int after) : after_(after) {}
   torch::Tensor energy(const torch::Tensor& x) override {
     auto e = (x * x).flatten(1).sum(1);
     return calls_++ >= after_ ? e * std::numeric_limits<double>::quiet_NaN() : e;
@@ -45,10 +47,6 @@ class NanEnergy : public ebm::Energy {
   int calls_ = 0;
 };
 
-torch::Tensor rand_images(std::vector<int64_t> shape, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  return torch::rand(shape, gen);
-}
 
 struct Moments {
   double mean_err_max;  // max over pixels of |mean - mu|
@@ -257,14 +255,14 @@ static void Langevin_NanEnergySetsDiverged() {
   ebm::LangevinOptions o;
   o.steps(10).step_size(0.01).noise(0.01);
   {
-    NanEnergy e(0);
+    NanAfterCallsEnergy e(0);
     auto r = ebm::langevin(e, x0, o);
     EXPECT_TRUE(r.diverged);
     EXPECT_EQ(r.steps_run, 0);
     EXPECT_TRUE(torch::equal(r.x, x0));  // the last finite iterate
   }
   {
-    NanEnergy e(4);  // finite for 4 steps
+    NanAfterCallsEnergy e(4);  // finite for 4 steps
     auto r = ebm::langevin(e, x0, o);
     EXPECT_TRUE(r.diverged);
     EXPECT_EQ(r.steps_run, 4);

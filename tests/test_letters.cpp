@@ -75,7 +75,9 @@ TEST(Letters, DeterministicVariantsDifferFromEachOther) {
 TEST(Letters, FontFilterAndBadInput) {
   if (!is_file(kSans)) GTEST_SKIP() << "fonts-dejavu-core not installed";
   EXPECT_TRUE(font_has_latin_letters(kSans));
-  if (is_file(kDingbats)) EXPECT_FALSE(font_has_latin_letters(kDingbats));
+  if (is_file(kDingbats)) {
+    EXPECT_FALSE(font_has_latin_letters(kDingbats));
+  }
   EXPECT_FALSE(font_has_latin_letters("/no/such/font.ttf"));
   EXPECT_THROW(render_letter("/no/such/font.ttf", 0, 0, 0), DataError);
   EXPECT_THROW(render_letter(kSans, 0, 10, 0), c10::Error);

@@ -21,15 +21,13 @@
 #include "ebm/core/models.h"
 #include "ebm/ood/ood.h"
 #include "ebm/train/train.h"
+#include "test_util.h"
 
 using namespace ebm;
 
 namespace {
+using ebm::test::have_mnist;
 
-bool have_data() {
-  struct stat st;
-  return ::stat((data_dir() + "/mnist/images.idx").c_str(), &st) == 0;
-}
 
 bool exists(const std::string& p) {
   struct stat st;
@@ -49,7 +47,7 @@ class LinearLogits : public Energy {
   std::string describe() const override { return "linear-logits"; }
 };
 
-class NanEnergy : public Energy {
+class NanInRowOneEnergy : public Energy {
  public:
   torch::Tensor energy(const torch::Tensor& x) override {
     auto e = x.flatten(1).sum(1);
@@ -152,7 +150,7 @@ void energy_model_scores_and_errors() {
   EXPECT_EQ(parse_scores("grad-norm,energy,energy", e), (std::vector<std::string>{"grad-norm", "energy"}));
   EXPECT_THROW(parse_scores("energy,msp", e), UsageError);
   EXPECT_THROW(parse_scores("free-energy", e), UsageError);
-  NanEnergy n;
+  NanInRowOneEnergy n;
   EXPECT_THROW(ood_score(n, x, "energy"), DivergenceError);
 }
 
@@ -165,7 +163,7 @@ TEST(OodScores, ClosedFormsOfEveryScoreAndErrors) {
 }
 
 TEST(OodScores, SignConventionNoiseIsMoreOod) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   DatasetOptions v;
   v.split = "val";
   const auto mu = load_dataset("mnist", v).images.mean(0);  // [1,28,28]
@@ -224,7 +222,7 @@ TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
   EXPECT_EQ(seen_in_training(root + "/ens"), (std::vector<std::string>{"mnist", "uniform", "invert:*"}));
 
   // A seen set is reported but left out of every mean; the group means average the rest.
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   GaussianEnergy e(torch::full({1, 28, 28}, 0.1f), 0.3);
   const auto r = evaluate_ood(e, OodEvalOptions()
                                      .in("mnist")
@@ -269,7 +267,7 @@ TEST(OodProtocol, GroupsSeenSetsAndTheirMeans) {
 }
 
 TEST(OodScores, CombinedIsComplexityScoreGatedByTheLargestValidationEnergy) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   DatasetOptions v;
   v.split = "val";
   v.n = 300;
@@ -401,7 +399,7 @@ TEST(OodCalibration, FlagsAboutFivePercentOfFreshInDistribution) {
 }
 
 TEST(OodCalibration, ModelOnMnistValFlagsAboutFivePercentOfTest) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   const auto dir = save_random_classifier(tmpdir("calib") + "/m", 3);
   const auto d = calibrate_model(dir, CalibrateOptions().in("mnist").percentile(95).progress(false));
   EXPECT_EQ(d.split, "val");
@@ -423,7 +421,7 @@ TEST(OodCalibration, ModelOnMnistValFlagsAboutFivePercentOfTest) {
 }
 
 TEST(OodDetector, JsonRoundTripAndMismatchedModelRefused) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   const auto root = tmpdir("detector");
   const auto a = save_random_classifier(root + "/a", 1), b = save_random_classifier(root + "/b", 2);
   const auto d = calibrate_model(a, CalibrateOptions().in("mnist").n(100).score("msp").temperature(1.5).progress(false));
@@ -476,7 +474,7 @@ TEST(OodDetector, JsonRoundTripAndMismatchedModelRefused) {
 // ---------------------------------------------------------------- end to end
 
 TEST(OodEval, TinyTrainedClassifierEndToEnd) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   const auto root = tmpdir("e2e");
   const std::string dir = root + "/clf";
   train(TrainOptions()
@@ -573,7 +571,7 @@ TEST(OodEval, TinyTrainedClassifierEndToEnd) {
 }
 
 TEST(OodCli, EvalCalibratePredict) {
-  if (!have_data()) GTEST_SKIP() << "no mnist in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no mnist in " << data_dir();
   const std::string ebm = EBM_BINARY;
   if (!exists(ebm)) GTEST_SKIP() << "no CLI binary at " << ebm;
   const auto root = tmpdir("cli");

@@ -21,9 +21,9 @@ namespace {
 
 // logits = features W^T + b, features = flatten(x) A^T: a classifier whose
 // every quantity has a closed form.
-class LinearClassifier : public Energy {
+class LinearFeatureClassifier : public Energy {
  public:
-  LinearClassifier(torch::Tensor A, torch::Tensor W, torch::Tensor b) : A_(A), W_(W), b_(b) {}
+  LinearFeatureClassifier(torch::Tensor A, torch::Tensor W, torch::Tensor b) : A_(A), W_(W), b_(b) {}
   torch::Tensor features(const torch::Tensor& x) override { return x.flatten(1).matmul(A_.t()); }
   torch::Tensor logits(const torch::Tensor& x) override { return features(x).matmul(W_.t()) + b_; }
   torch::Tensor energy(const torch::Tensor& x) override { return free_energy(logits(x)); }
@@ -156,7 +156,7 @@ TEST(Odin, MatchesTheClosedFormGradientOfALinearClassifier) {
   auto A = torch::randn({D, 4}, torch::kFloat32);  // x is [N,1,2,2]
   auto W = torch::randn({K, D}, torch::kFloat32);
   auto b = torch::randn({K}, torch::kFloat32);
-  LinearClassifier e(A, W, b);
+  LinearFeatureClassifier e(A, W, b);
   auto x = torch::rand({6, 1, 2, 2});
   const double T = 10, eps = 0.01;
   // eps = 0: -max softmax(logits / T).
@@ -177,7 +177,7 @@ TEST(Odin, MatchesTheClosedFormGradientOfALinearClassifier) {
 
 TEST(Posthoc, FeaturesAndLogitsOfALinearClassifier) {
   auto A = torch::randn({3, 4}), W = torch::randn({2, 3}), b = torch::randn({2});
-  LinearClassifier e(A, W, b);
+  LinearFeatureClassifier e(A, W, b);
   auto x = torch::rand({5, 1, 2, 2});
   const auto fs = extract_features(e, x, 2);
   EXPECT_EQ(fs.features.sizes(), (std::vector<int64_t>{5, 3}));

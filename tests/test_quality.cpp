@@ -21,18 +21,19 @@
 #include "ebm/io/data.h"
 #include "ebm/metrics/frechet.h"
 #include "ebm/train/sample.h"
+#include "test_util.h"
 
 namespace ebm {
 namespace {
+using ebm::test::kRoot;
 
-const std::string kRoot = EBM_SOURCE_DIR;
 
 bool have_mnist_and_models() {
   return std::filesystem::exists(data_dir() + "/mnist/images.idx") &&
          std::filesystem::exists(kRoot + "/models/mnist-judge/card.json") &&
          std::filesystem::exists(kRoot + "/models/mnist-attr-thickness/card.json");
 }
-#define REQUIRE_DATA()                                                                            \
+#define REQUIRE_MNIST_AND_MODELS()                                                                \
   if (!have_mnist_and_models())                                                                   \
   GTEST_SKIP() << "mnist data or shipped models absent (set EBM_DATA or run scripts/setup)"
 
@@ -54,7 +55,7 @@ std::pair<double, double> shipped_terciles() {
 // ---------------------------------------------------------------- which real images
 
 TEST(QualityAttributes, FixedByPositiveTopLevelConjunctsOnly) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const AttributeSet attrs = shipped_attributes();
   auto fixed = [&](const std::string& e) { return fixed_attributes(parse_expr(e), attrs); };
   EXPECT_EQ(fixed("digit=3 & thin").str(), "digit=3 & thickness=thin");
@@ -144,7 +145,7 @@ RealAttributes attrs(int64_t label, int64_t thickness = -1) {
 // [0.75, 1.35] and every draw in [0.4, 3.0]. A wrong pairing (the wrong class,
 // a reference at another n, the same set twice) moves these far more (next test).
 TEST(QualityMnist, RealImagesAsSamplesGiveARatioNearOne) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const MnistFixture f;
   struct Case {
     RealAttributes a;
@@ -172,7 +173,7 @@ TEST(QualityMnist, RealImagesAsSamplesGiveARatioNearOne) {
 // ignore thickness), so one thin-as-thick draw can fall inside the real range;
 // its median of 5 draws is checked against 2.0, above every real median.
 TEST(QualityMnist, NoiseAndWrongAttributesGiveLargeRatios) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const MnistFixture f;
   std::vector<double> noise, wrong_digit, wrong_thickness;
   for (int64_t d = 0; d < draws(5); ++d) {
@@ -192,7 +193,7 @@ TEST(QualityMnist, NoiseAndWrongAttributesGiveLargeRatios) {
 // --frechet-split: a tuning run's real sets come from the split it names, and
 // the test split is never loaded; an unknown split is refused.
 TEST(QualityMnist, RealSplitKeepsTuningOffTheTestImages) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const MnistFixture f;
   const auto threes = f.test.images.index({f.test.labels.eq(3)}).narrow(0, 0, 20);
   const QualityJudge fit(f.judge, "models/mnist-judge", "mnist", QualityOptions().real_split("fit").knn(false));
@@ -216,7 +217,7 @@ TEST(QualityMnist, RealSplitKeepsTuningOffTheTestImages) {
 // shuffled, a group of "intended digit d" is a mix of all digits and the
 // agreement is about 1/10.
 TEST(QualityMnist, KnnAgreementOfRealDigitsLabelledCorrectlyOrShuffled) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const MnistFixture f;
   const QualityJudge q(f.judge, "models/mnist-judge", "mnist", QualityOptions().frechet(false));
   auto gen = at::detail::createCPUGenerator(7);
@@ -246,7 +247,7 @@ TEST(QualityMnist, KnnAgreementOfRealDigitsLabelledCorrectlyOrShuffled) {
 // ---------------------------------------------------------------- wiring
 
 TEST(QualityWiring, ComposeEvalReportsQualityPerExpression) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   const MnistFixture f;
   ComposerOptions co;
   co.attr_models({kRoot + "/models/mnist-attr-digit", kRoot + "/models/mnist-attr-thickness"});
@@ -298,7 +299,7 @@ TEST(QualityWiring, ComposeEvalReportsQualityPerExpression) {
 }
 
 TEST(QualityWiring, SampleReportsQualityWithAJudge) {
-  REQUIRE_DATA();
+  REQUIRE_MNIST_AND_MODELS();
   SampleOptions o;
   o.n(12).cls(7).langevin().steps(1);
   const auto r = sample(kRoot + "/models/mnist-clf", o, {}, kRoot + "/models/mnist-judge");

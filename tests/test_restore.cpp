@@ -16,18 +16,20 @@
 #include "ebm/core/tweedie.h"
 #include "ebm/core/models.h"
 #include "ebm/restore/restore.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+using ebm::test::rand_images;
 
 std::string fixture(const std::string& name) { return std::string(EBM_SOURCE_DIR) + "/tests/fixtures/" + name; }
 
 // A smooth float32 energy with a non-trivial, position-dependent gradient:
 // E(x) = sum_j a_j sin(4 x_j) + 2 (x_j - 0.5)^2.
-class WavyEnergy : public ebm::Energy {
+class WavyQuadraticEnergy : public ebm::Energy {
  public:
-  explicit WavyEnergy(torch::Tensor a) : a_(std::move(a)) {}
+  explicit WavyQuadraticEnergy(torch::Tensor a) : a_(std::move(a)) {}
   torch::Tensor energy(const torch::Tensor& x) override {
     return (a_ * torch::sin(4 * x) + 2 * (x - 0.5).pow(2)).flatten(1).sum(1);
   }
@@ -45,14 +47,10 @@ class NanEnergy : public ebm::Energy {
   std::string describe() const override { return "nan"; }
 };
 
-torch::Tensor rand_images(std::vector<int64_t> shape, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  return torch::rand(shape, gen);
-}
 
-std::shared_ptr<WavyEnergy> wavy(uint64_t seed = 1) {
+std::shared_ptr<WavyQuadraticEnergy> wavy(uint64_t seed = 1) {
   auto gen = at::detail::createCPUGenerator(seed);
-  return std::make_shared<WavyEnergy>(torch::randn({1, 28, 28}, gen));
+  return std::make_shared<WavyQuadraticEnergy>(torch::randn({1, 28, 28}, gen));
 }
 
 // denoise_with_ebm from the specification, transcribed to C++ op for op:

@@ -29,11 +29,12 @@
 #include "ebm/restore/restore.h"
 #include "ebm/serve/http.h"
 #include "ebm/serve/service.h"
+#include "test_util.h"
 
 namespace ebm::serve {
 namespace {
+using ebm::test::kRoot;
 
-const std::string kRoot = EBM_SOURCE_DIR;
 
 // ---------------------------------------------------------------- exposition checker
 // From https://prometheus.io/docs/instrumenting/exposition_formats/ (text 0.0.4):
@@ -427,9 +428,10 @@ TEST(ServeHttp, EveryEndpointAndServedScoresEqualTheCli) {
   EXPECT_EQ(infer["id"], "r1");
   EXPECT_EQ(infer["model_name"], "fmnist-ood");
   for (const auto& o : infer["outputs"])
-    if (o["name"] == "energy")
+    if (o["name"] == "energy") {
       for (int64_t k = 0; k < 6; ++k)
         EXPECT_NEAR(o["data"][size_t(k)].get<double>(), score["results"][size_t(k)]["energy"].get<double>(), 1e-3);
+    }
   const json only = post(c, "/v2/models/fmnist-ood/infer",
                          {{"inputs", {{{"name", "x"}, {"shape", {1, 784}}, {"datatype", "UINT8"}, {"data", std::vector<int>(784, 0)}}}},
                           {"outputs", {{{"name", "ood"}}}}}, 200);

@@ -26,16 +26,14 @@
 #include "ebm/ood/shift.h"
 #include "ebm/ood/shift_eval.h"
 #include "scratch_dir.h"
+#include "test_util.h"
 
 using namespace ebm;
 using json = nlohmann::json;
 
 namespace {
+using ebm::test::have_data_file;
 
-bool have(const std::string& rel) {
-  struct stat st;
-  return ::stat((data_dir() + "/" + rel).c_str(), &st) == 0;
-}
 
 // Random images with structure (a bright blob on a dark background), so that
 // blur and rotation change them; deterministic.
@@ -103,8 +101,8 @@ TEST(ShiftFamilies, MseToTheCleanImageGrowsWithSeverity) {
   std::vector<std::pair<std::string, torch::Tensor>> sets;
   DatasetOptions d;
   d.n = 300;
-  if (have("fashion-mnist/t10k-images-idx3-ubyte.gz")) sets.emplace_back("fashion-mnist", load_dataset("fashion-mnist", d).images);
-  if (have("mnist/images.idx")) sets.emplace_back("mnist", load_dataset("mnist", d).images);
+  if (have_data_file("fashion-mnist/t10k-images-idx3-ubyte.gz")) sets.emplace_back("fashion-mnist", load_dataset("fashion-mnist", d).images);
+  if (have_data_file("mnist/images.idx")) sets.emplace_back("mnist", load_dataset("mnist", d).images);
   sets.emplace_back("blobs", blobs(300, 3));
   const auto partner = blobs(500, 4);
   for (const auto& [name, x] : sets) {

@@ -18,17 +18,15 @@
 #include "ebm/compose/morphology.h"
 #include "ebm/train/evaluate.h"
 #include "ebm/train/train.h"
+#include "test_util.h"
 
 using namespace ebm;
 
 namespace {
+using ebm::test::have_mnist;
 
-bool have_data() {
-  struct stat st;
-  return ::stat((data_dir() + "/mnist/images.idx").c_str(), &st) == 0;
-}
 
-std::string tmpdir(const std::string& name) { return ebm::test::scratch_dir("ebm_train_", name, false); }
+std::string train_dir(const std::string& name) { return ebm::test::scratch_dir("ebm_train_", name, false); }
 
 // E(x) = 0.5*||x - mu||^2 with a learnable scalar mu: a loss oracle.
 class ShiftEnergy : public Energy {
@@ -345,12 +343,12 @@ TEST(Train, RejectsBadOptions) {
 }
 
 TEST(Train, SmokeEveryTask) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
-  const std::string clf = tmpdir("clf");
-  const std::string dsm = tmpdir("dsm");
+  const std::string clf = train_dir("clf");
+  const std::string dsm = train_dir("dsm");
   for (std::string task : {"clf", "ebm", "jem", "dsm"}) {
-    const std::string out = task == "clf" ? clf : task == "dsm" ? dsm : tmpdir(task);
+    const std::string out = task == "clf" ? clf : task == "dsm" ? dsm : train_dir(task);
     auto r = train(tiny(task, out));
     EXPECT_EQ(r.steps, 6) << task;
     EXPECT_EQ(r.card["task"], task);
@@ -359,80 +357,80 @@ TEST(Train, SmokeEveryTask) {
     EXPECT_FALSE(r.card["metrics"].contains("mean_energy_test")) << task;
     EXPECT_NO_THROW(load_model(out)) << task;
   }
-  auto att = train(tiny("attribute", tmpdir("att")).attribute("thickness"));
+  auto att = train(tiny("attribute", train_dir("att")).attribute("thickness"));
   EXPECT_EQ(att.card["attribute"]["classes"].size(), 3u);
-  auto ft = train(tiny("energy-finetune", tmpdir("ft")).init(clf).arch(nullptr));
+  auto ft = train(tiny("energy-finetune", train_dir("ft")).init(clf).arch(nullptr));
   EXPECT_TRUE(ft.card["options"].contains("m_in"));
   EXPECT_TRUE(ft.card["metrics"].contains("val_accuracy"));
   // JEM warm-started from the classifier: starts from its weights, records it.
-  const std::string warm_dir = tmpdir("jem-warm");
+  const std::string warm_dir = train_dir("jem-warm");
   auto warm = train(tiny("jem", warm_dir).init(clf).arch(nullptr));
   EXPECT_EQ(warm.card["options"]["init"], clf);
   EXPECT_EQ(load_card(warm_dir)["arch"], load_card(clf)["arch"]);
   // A DSM warm-started from the tiny DSM keeps its architecture; a
   // classifier is no DSM warm start.
-  const std::string dsm_warm = tmpdir("dsm-warm");
+  const std::string dsm_warm = train_dir("dsm-warm");
   auto dw = train(tiny("dsm", dsm_warm).init(dsm).arch(nullptr));
   EXPECT_EQ(dw.card["options"]["init"], dsm);
   EXPECT_EQ(load_card(dsm_warm)["arch"], load_card(dsm)["arch"]);
-  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-from-clf")).init(clf).arch(nullptr)), UsageError);
+  EXPECT_THROW(train(tiny("dsm", train_dir("dsm-from-clf")).init(clf).arch(nullptr)), UsageError);
   // A noise-conditional DSM: its card names the smallest trained sigma, the
   // level energy(x) uses; only --task dsm trains one.
-  const std::string nc = tmpdir("dsm-nc");
+  const std::string nc = train_dir("dsm-nc");
   auto ncr = train(tiny("dsm", nc).arch(nullptr).arch_type("conv-ebm-nc").width(4).dsm_sigmas({0.05, 0.5, 1.0}));
   EXPECT_EQ(load_card(nc)["arch"]["type"], "conv-ebm-nc");
   EXPECT_DOUBLE_EQ(load_card(nc)["arch"]["sigma_min"].get<double>(), 0.05);
   EXPECT_TRUE(load_model(nc)->noise_conditional());
   EXPECT_TRUE(ncr.card["metrics"].contains("tweedie_psnr_sigma_0.50"));
-  EXPECT_THROW(train(tiny("clf", tmpdir("clf-nc")).arch(nullptr).arch_type("conv-ebm-nc").width(4)), UsageError);
+  EXPECT_THROW(train(tiny("clf", train_dir("clf-nc")).arch(nullptr).arch_type("conv-ebm-nc").width(4)), UsageError);
   // Purification augmentation with the tiny DSM as purifier (card without a
   // "purify" entry: the PurifyOptions defaults, 50 steps).
-  auto pa = train(tiny("clf", tmpdir("clf-pa")).purify_augment(dsm).purify_fraction(0.5));
+  auto pa = train(tiny("clf", train_dir("clf-pa")).purify_augment(dsm).purify_fraction(0.5));
   EXPECT_EQ(pa.card["options"]["purify_augment"], dsm);
   EXPECT_EQ(pa.card["options"]["purify_steps"], 50);
-  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-pa")).purify_augment(dsm)), UsageError);
+  EXPECT_THROW(train(tiny("dsm", train_dir("dsm-pa")).purify_augment(dsm)), UsageError);
   // Adversarial purification training and plain adversarial training record
   // their settings; bad values and wrong tasks are refused.
-  auto pat = train(tiny("clf", tmpdir("clf-pat")).purify_augment(dsm).purify_attack_eps(0.3).purify_attack_steps(2));
+  auto pat = train(tiny("clf", train_dir("clf-pat")).purify_augment(dsm).purify_attack_eps(0.3).purify_attack_steps(2));
   EXPECT_EQ(pat.card["options"]["purify_attack_eps"], 0.3);
   EXPECT_EQ(pat.card["options"]["purify_attack_steps"], 2);
-  EXPECT_THROW(train(tiny("clf", tmpdir("clf-pat2")).purify_attack_eps(0.3)), UsageError);  // no purifier
-  auto adv = train(tiny("attribute", tmpdir("att-adv")).init(clf).arch(nullptr).adv_eps(0.1).adv_steps(2));
+  EXPECT_THROW(train(tiny("clf", train_dir("clf-pat2")).purify_attack_eps(0.3)), UsageError);  // no purifier
+  auto adv = train(tiny("attribute", train_dir("att-adv")).init(clf).arch(nullptr).adv_eps(0.1).adv_steps(2));
   EXPECT_EQ(adv.card["options"]["adv_eps"], 0.1);
   EXPECT_EQ(adv.card["options"]["init"], clf);
-  EXPECT_THROW(train(tiny("dsm", tmpdir("dsm-adv")).adv_eps(0.1)), UsageError);
-  EXPECT_THROW(train(tiny("clf", tmpdir("clf-adv")).adv_eps(1.5)), UsageError);
-  EXPECT_THROW(train(tiny("clf", tmpdir("clf-adv")).adv_eps(0.1).adv_steps(0)), UsageError);
+  EXPECT_THROW(train(tiny("dsm", train_dir("dsm-adv")).adv_eps(0.1)), UsageError);
+  EXPECT_THROW(train(tiny("clf", train_dir("clf-adv")).adv_eps(1.5)), UsageError);
+  EXPECT_THROW(train(tiny("clf", train_dir("clf-adv")).adv_eps(0.1).adv_steps(0)), UsageError);
 }
 
 TEST(Train, DivergenceBeforeFirstCheckpointSavesNothing) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
-  const std::string out = tmpdir("div");
+  const std::string out = train_dir("div");
   EXPECT_THROW(train(tiny("ebm", out).energy_limit(1e-12)), DivergenceError);
-  EXPECT_THROW(train(tiny("ebm", tmpdir("gap")).gap_limit(0)), DivergenceError);  // any CD gap trips it
+  EXPECT_THROW(train(tiny("ebm", train_dir("gap")).gap_limit(0)), DivergenceError);  // any CD gap trips it
   struct stat st;
   EXPECT_NE(::stat((out + "/weights.pt").c_str(), &st), 0) << "a diverged model must not be saved";
 }
 
 TEST(Train, DivergenceRollsBackAndLowersLr) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
   // A NaN loss injected at step 5 must roll back to the step-4 checkpoint,
   // halve the learning rate, and still finish with a finite model.
-  auto r = train(tiny("ebm", tmpdir("rb")).steps(8).checkpoint_every(2).lr(1e-3).fault_step(5));
+  auto r = train(tiny("ebm", train_dir("rb")).steps(8).checkpoint_every(2).lr(1e-3).fault_step(5));
   EXPECT_EQ(r.rollbacks, 1);
   EXPECT_EQ(r.steps, 8);
   EXPECT_DOUBLE_EQ(r.card["final_lr"].get<double>(), 5e-4);
   // Twice past max_rollbacks = 0: the run stops with a clear error instead.
-  EXPECT_THROW(train(tiny("ebm", tmpdir("rb2")).steps(8).checkpoint_every(2).fault_step(5).max_rollbacks(0)),
+  EXPECT_THROW(train(tiny("ebm", train_dir("rb2")).steps(8).checkpoint_every(2).fault_step(5).max_rollbacks(0)),
                DivergenceError);
 }
 
 TEST(Train, ResumeIsBitExact) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
-  const std::string full = tmpdir("full"), part = tmpdir("part");
+  const std::string full = train_dir("full"), part = train_dir("part");
   train(tiny("jem", full).steps(8));
   auto stopped = train(tiny("jem", part).steps(8).stop_after(5));
   EXPECT_EQ(stopped.steps, 5);
@@ -446,9 +444,9 @@ TEST(Train, ResumeIsBitExact) {
 // --ema against its definition: one step from known weights w0 to w1 saves
 // d * w0 + (1 - d) * w1; and a stopped-and-resumed averaged run is bit-exact.
 TEST(Train, WeightAverageMatchesItsDefinitionAndResumes) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
-  const std::string init = tmpdir("ema_init"), plain = tmpdir("ema_plain"), avg = tmpdir("ema_avg");
+  const std::string init = train_dir("ema_init"), plain = train_dir("ema_plain"), avg = train_dir("ema_avg");
   train(tiny("dsm", init).steps(2));
   const double d = 0.9;
   train(tiny("dsm", plain).init(init).steps(1));
@@ -464,26 +462,26 @@ TEST(Train, WeightAverageMatchesItsDefinitionAndResumes) {
   const auto card = load_model(avg)->card();
   EXPECT_DOUBLE_EQ(card["options"]["ema"].get<double>(), d);
 
-  const std::string full = tmpdir("ema_full"), part = tmpdir("ema_part");
+  const std::string full = train_dir("ema_full"), part = train_dir("ema_part");
   train(tiny("dsm", full).steps(6).ema(0.5));
   train(tiny("dsm", part).steps(6).ema(0.5).stop_after(4));
   train(tiny("dsm", part).steps(6).ema(0.5).resume(true));
   const auto a = weights(full), b = weights(part);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
   // A checkpoint written without an average cannot resume into one.
-  const std::string noavg = tmpdir("ema_noavg");
+  const std::string noavg = train_dir("ema_noavg");
   train(tiny("dsm", noavg).steps(6).stop_after(4));
   EXPECT_THROW(train(tiny("dsm", noavg).steps(6).ema(0.5).resume(true)), DataError);
-  EXPECT_THROW(train(tiny("dsm", tmpdir("ema_bad")).ema(1.0)), UsageError);
+  EXPECT_THROW(train(tiny("dsm", train_dir("ema_bad")).ema(1.0)), UsageError);
 }
 
 // Test figures come from evaluate_model (`ebm eval`): its accuracy is the
 // share of the first n test images whose argmax logit is the label, checked
 // here one image at a time.
 TEST(Eval, TestAccuracyMatchesBruteForce) {
-  if (!have_data()) GTEST_SKIP() << "no datasets in " << data_dir();
+  if (!have_mnist()) GTEST_SKIP() << "no datasets in " << data_dir();
   at::set_num_threads(1);
-  const std::string dir = tmpdir("eval-clf");
+  const std::string dir = train_dir("eval-clf");
   train(tiny("clf", dir));
   ebm::ModelEvalOptions eo;
   eo.split = "test";

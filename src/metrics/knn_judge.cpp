@@ -17,7 +17,7 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-std::string shape(const torch::Tensor& t) {
+std::string shape_or_undefined(const torch::Tensor& t) {
   if (!t.defined()) return "undefined";
   std::ostringstream s;
   s << t.sizes();
@@ -26,7 +26,7 @@ std::string shape(const torch::Tensor& t) {
 
 void check_images(const torch::Tensor& x, const char* fn, const char* what) {
   if (!x.defined() || x.dim() != 4 || !x.is_floating_point())
-    throw UsageError(std::string(fn) + ": " + what + " must be floating-point [N,C,H,W], got " + shape(x) +
+    throw UsageError(std::string(fn) + ": " + what + " must be floating-point [N,C,H,W], got " + shape_or_undefined(x) +
                      (x.defined() ? std::string(" ") + c10::toString(x.scalar_type()) : ""));
 }
 
@@ -64,7 +64,7 @@ torch::Tensor deskew(const torch::Tensor& x) {
   torch::NoGradGuard ng;
   const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
   if (N == 0) return x.detach().clone();
-  if (H < 2 || W < 2) throw UsageError("deskew: images must be at least 2x2 pixels, got " + shape(x));
+  if (H < 2 || W < 2) throw UsageError("deskew: images must be at least 2x2 pixels, got " + shape_or_undefined(x));
   const auto xd = x.detach();
   auto [r0, alpha] = shear_moments(xd.to(torch::kFloat64).clamp_min(0).sum(1));
   // Output pixel (r, c) reads the input at (r, c + alpha (r - r0)); grid_sample
@@ -83,7 +83,7 @@ torch::Tensor deskew(const torch::Tensor& x) {
 
 torch::Tensor knn_vote(const torch::Tensor& neighbour_labels, int64_t k, int64_t num_classes) {
   if (!neighbour_labels.defined() || neighbour_labels.dim() != 2 || neighbour_labels.scalar_type() != torch::kInt64)
-    throw UsageError("knn_vote: neighbour labels must be int64 [N,k], got " + shape(neighbour_labels));
+    throw UsageError("knn_vote: neighbour labels must be int64 [N,k], got " + shape_or_undefined(neighbour_labels));
   if (k < 1 || k > neighbour_labels.size(1))
     throw UsageError("knn_vote: k must be in [1, " + std::to_string(neighbour_labels.size(1)) + "], got " +
                      std::to_string(k));
@@ -116,7 +116,7 @@ KnnJudge::KnnJudge(const torch::Tensor& images, const torch::Tensor& labels, Knn
   check_images(images, "KnnJudge", "training images");
   if (!labels.defined() || labels.dim() != 1 || labels.size(0) != images.size(0))
     throw UsageError("KnnJudge: labels must be [M] with M = " + std::to_string(images.size(0)) +
-                     " (the number of training images), got " + shape(labels));
+                     " (the number of training images), got " + shape_or_undefined(labels));
   if (o.k() < 1 || o.k() > images.size(0))
     throw UsageError("KnnJudge: k must be in [1, M = " + std::to_string(images.size(0)) + "], got " +
                      std::to_string(o.k()));
@@ -135,7 +135,7 @@ torch::Tensor KnnJudge::flat(const torch::Tensor& x, const char* what) const {
   if (x.size(1) != shape_[0] || x.size(2) != shape_[1] || x.size(3) != shape_[2])
     throw UsageError(std::string("KnnJudge: ") + what + " must be [N," + std::to_string(shape_[0]) + "," +
                      std::to_string(shape_[1]) + "," + std::to_string(shape_[2]) +
-                     "] like the training images, got " + shape(x));
+                     "] like the training images, got " + shape_or_undefined(x));
   torch::NoGradGuard ng;
   const auto y = opts_.deskew() ? deskew(x) : x.detach();
   return y.to(torch::kFloat64).flatten(1).contiguous();
@@ -204,7 +204,7 @@ KnnSelection select_knn_judge(const torch::Tensor& fit_images, const torch::Tens
   if (!val_labels.defined() || val_labels.dim() != 1 || val_labels.size(0) != val_images.size(0) ||
       val_images.size(0) == 0)
     throw UsageError("select_knn_judge: val labels must be [V] with V = " + std::to_string(val_images.size(0)) +
-                     " > 0 (the number of val images), got " + shape(val_labels));
+                     " > 0 (the number of val images), got " + shape_or_undefined(val_labels));
   if (ks.empty() || deskews.empty()) throw UsageError("select_knn_judge: the grid of k and deskew is empty");
   const int64_t M = fit_images.defined() && fit_images.dim() > 0 ? fit_images.size(0) : 0;
   for (const int64_t k : ks)

@@ -94,7 +94,7 @@ std::string sidecar_path(const std::string& out) {
   return (dot == std::string::npos || (slash != std::string::npos && dot < slash) ? out : out.substr(0, dot)) + ".json";
 }
 
-void add_eval(CLI::App* parent, Action& run) {
+void add_compose_eval(CLI::App* parent, Action& run) {
   auto* sub = parent->add_subcommand("eval", "Judge composed samples with models never used to generate them");
   sub->footer(std::string(kLanguage) +
               "\nJudges: digits by --judge (a separate classifier), thickness by ebm::stroke_thickness\n"
@@ -163,7 +163,7 @@ void add_eval(CLI::App* parent, Action& run) {
   });
 }
 
-void add_calibrate(CLI::App* parent, Action& run) {
+void add_compose_calibrate(CLI::App* parent, Action& run) {
   auto* sub = parent->add_subcommand("calibrate", "Fit an attribute model's temperature on its validation split (stored in its card)");
   static std::string model;
   static Common c;
@@ -210,8 +210,8 @@ void add_compose(CLI::App& app, Action& run) {
   sub->add_option("--save", save, "Also save the samples as a tensor (.npy/.idx)");
   add_composer_flags(sub, f);
   add_common(sub, c, true);
-  add_eval(sub, run);
-  add_calibrate(sub, run);
+  add_compose_eval(sub, run);
+  add_compose_calibrate(sub, run);
   sub->callback([&run, sub] {
     for (auto* s : sub->get_subcommands())
       if (s->parsed()) return;

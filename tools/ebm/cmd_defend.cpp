@@ -56,7 +56,7 @@ Examples:
   ebm defend eval --attack bpda-eot --purify-steps 0,10 --eot 8 --n 100 --json bpda.json
   ebm defend eval --attack cw --n 200 --json cw.json)";
 
-void add_eval(CLI::App* parent, Action& run) {
+void add_defend_eval(CLI::App* parent, Action& run) {
   auto* sub = parent->add_subcommand(
       "eval", "Attack test images; report clean and robust accuracy per purification length and threat model");
   // Flags bind to DefendEvalOptions (and its PgdOptions, CwOptions and
@@ -162,7 +162,7 @@ void add_eval(CLI::App* parent, Action& run) {
 void add_defend(CLI::App& app, Action& run) {
   auto* sub = app.add_subcommand("defend", "Adversarial attacks and EBM purification (see `ebm defend eval --help`)");
   sub->require_subcommand(1);
-  add_eval(sub, run);
+  add_defend_eval(sub, run);
 }
 
 }  // namespace ebm::cli

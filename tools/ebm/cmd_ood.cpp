@@ -46,7 +46,7 @@ const char* kScoreHelp =
     "  all        every score that applies to the model, side by side\n"
     "  (free-energy is accepted as another name of energy for classifiers)\n";
 
-void add_eval(CLI::App* ood, Action& run) {
+void add_ood_eval(CLI::App* ood, Action& run) {
   auto* sub = ood->add_subcommand(
       "eval",
       "Evaluate OOD detection: score the in-distribution TEST split and each OOD set,\n"
@@ -136,7 +136,7 @@ void add_eval(CLI::App* ood, Action& run) {
   });
 }
 
-void add_calibrate(CLI::App* ood, Action& run) {
+void add_ood_calibrate(CLI::App* ood, Action& run) {
   auto* sub = ood->add_subcommand(
       "calibrate",
       "Fit a decision threshold on the in-distribution VALIDATION split (held out from\n"
@@ -364,8 +364,8 @@ void add_ood(CLI::App& app, Action& run) {
       "flag new images (predict), combine models (ensemble), graded shift (shift).\n"
       "Run `ebm ood <eval|calibrate|predict|ensemble|shift> --help`.");
   ood->require_subcommand(1);
-  add_eval(ood, run);
-  add_calibrate(ood, run);
+  add_ood_eval(ood, run);
+  add_ood_calibrate(ood, run);
   add_predict(ood, run);
   add_ensemble(ood, run);
   add_shift(ood, run);
