@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include "ebm/core/allocator.h"
 #include "ebm/core/langevin.h"
 #include "ebm/core/models.h"
 
@@ -31,4 +32,12 @@ BENCHMARK(BM_LangevinStep)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN, with the allocator settings the `ebm` CLI runs under.
+int main(int argc, char** argv) {
+  ebm::tune_allocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

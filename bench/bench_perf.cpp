@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 
+#include "ebm/core/allocator.h"
 #include "ebm/core/langevin.h"
 #include "ebm/core/models.h"
 #include "ebm/defend/purify.h"
@@ -223,4 +224,12 @@ BENCHMARK(BM_Purify)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN, with the allocator settings the `ebm` CLI runs under.
+int main(int argc, char** argv) {
+  ebm::tune_allocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -220,5 +220,30 @@ TEST(NoiseConditional, DenoisedGuidanceReadsTheTweedieEstimate) {
   EXPECT_TRUE(torch::allclose(guided.energy_at(x, sig), inner->energy(x_hat), 1e-5, 1e-6));
 }
 
+TEST(NoiseConditional, GuidedPriorInOnePassEqualsTheSumOfItsTerms) {
+  // The fused form (prior weight inside DenoisedGuidanceEnergy: one denoiser
+  // pass per evaluation) against the plain sum of the two terms (two passes):
+  // the same values and input gradients, level by level.
+  const double s = 0.3, w = 0.7;
+  auto gen = at::detail::createCPUGenerator(8);
+  auto mu = 0.5 + 0.1 * torch::randn({1, 3, 3}, gen, torch::kFloat64);
+  auto denoiser = std::make_shared<GaussianNoiseConditional>(mu, s);
+  auto inner = std::make_shared<GaussianEnergy>(torch::rand({1, 3, 3}, gen, torch::kFloat64), 0.5);
+  auto fused = std::make_shared<DenoisedGuidanceEnergy>(inner, denoiser, w);
+  auto plain = std::make_shared<SumEnergy>(std::vector<SumEnergy::Term>{
+      {w, denoiser}, {1.0, std::make_shared<DenoisedGuidanceEnergy>(inner, denoiser)}});
+  const auto x = 0.5 + 0.4 * torch::randn({5, 1, 3, 3}, gen, torch::kFloat64);
+  const auto sig = torch::tensor({0.01, 0.05, 0.2, 0.5, 1.0}, torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(fused->energy_at(x, sig), plain->energy_at(x, sig), 1e-10, 1e-12));
+  EXPECT_TRUE(torch::allclose(fused->energy(x), plain->energy(x), 1e-10, 1e-12));
+  for (const auto& sigma : {0.01, 0.3, 1.0}) {
+    EnergyAtSigma f(*fused, sigma), p(*plain, sigma);
+    const auto gf = energy_grad(f, x), gp = energy_grad(p, x);
+    EXPECT_LT((gf - gp).abs().max().item<double>(), 1e-5 * gp.abs().max().item<double>()) << "sigma " << sigma;
+    EXPECT_GT(gp.abs().max().item<double>(), 0.1);  // not a comparison of zeros
+  }
+  EXPECT_THROW(DenoisedGuidanceEnergy(inner, denoiser, std::nan("")), c10::Error);
+}
+
 }  // namespace
 }  // namespace ebm

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "ebm/core/allocator.h"
 #include "ebm/core/common.h"
 #include "ebm/core/energy.h"
 #include "ebm/core/langevin.h"
@@ -573,8 +574,17 @@ TEST(Parallel, EnergyGradShardsOnlyRowIndependentEnergiesAndMatchesThePlainPath)
     EXPECT_LT((fast - plain).abs().max().item<double>(), 1e-5 * scale) << "batch " << b;
     EXPECT_LT((fast_e - plain_e.detach()).abs().max().item<double>(), 1e-5 * plain_e.abs().max().item<double>());
   }
+  // No dropout: rows stay independent in training mode too (PCD's chains are split).
   model.set_training(true);
-  EXPECT_FALSE(model.rows_independent());
+  EXPECT_TRUE(model.rows_independent());
+  ebm::NativeModel dropout({{"type", "conv-classifier"}, {"width", 8}, {"dropout", 0.3}});
+  dropout.set_training(false);
+  EXPECT_TRUE(dropout.rows_independent());
+  dropout.set_training(true);
+  EXPECT_FALSE(dropout.rows_independent());  // a mask per call: split and whole would differ
+  ebm::NativeModel no_dropout({{"type", "conv-classifier"}, {"width", 8}, {"dropout", 0.0}});
+  no_dropout.set_training(true);
+  EXPECT_TRUE(no_dropout.rows_independent());
 }
 
 // A deterministic chain (no noise) gives the same images, to float rounding,
@@ -593,4 +603,20 @@ TEST(Parallel, DeterministicLangevinIsTheSameShardedOrNot) {
   const auto whole = ebm::langevin(model, x0, o).x;
   ebm::set_threads(2);
   EXPECT_LT((sharded - whole).abs().max().item<double>(), 1e-6);
+}
+
+// The allocator settings (allocator.h) are values glibc accepts: mallopt
+// refuses an M_MMAP_THRESHOLD above 32 MiB by returning 0, so a wrong
+// constant shows up here. A sanitizer's allocator ignores them.
+TEST(Allocator, TuningIsAcceptedAndCanBeTurnedOff) {
+#if defined(__SANITIZE_ADDRESS__)
+  const bool want = false;
+#else
+  const bool want = true;
+#endif
+  ::unsetenv("EBM_MALLOC_TUNING");
+  EXPECT_EQ(ebm::tune_allocator(), want);
+  ::setenv("EBM_MALLOC_TUNING", "0", 1);
+  EXPECT_FALSE(ebm::tune_allocator());
+  ::unsetenv("EBM_MALLOC_TUNING");
 }

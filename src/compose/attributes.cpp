@@ -137,8 +137,12 @@ EnergyPtr build_energy(const Expr& e, const AttributeSet& attrs, const ComposeOp
   if (o.guide_on() != "denoised" && o.guide_on() != "noisy")
     throw UsageError("--guide-on must be denoised or noisy, got '" + o.guide_on() + "'");
   EnergyPtr body = build_expr(e, attrs, o);
-  if (prior && prior->noise_conditional() && o.guide_on() == "denoised")
-    body = std::make_shared<DenoisedGuidanceEnergy>(body, prior);
+  if (prior && prior->noise_conditional() && o.guide_on() == "denoised") {
+    // prior_weight * prior + guidance * body(x_hat), with the prior's one pass
+    // per step serving both its own term and the Tweedie estimate.
+    if (o.guidance() != 1.0) body = std::make_shared<SumEnergy>(std::vector<SumEnergy::Term>{{o.guidance(), body}});
+    return std::make_shared<DenoisedGuidanceEnergy>(body, prior, o.prior_weight());
+  }
   if ((!prior || o.prior_weight() == 0) && o.guidance() == 1.0) return body;
   std::vector<SumEnergy::Term> t{{o.guidance(), body}};
   if (prior && o.prior_weight() != 0) t.insert(t.begin(), {o.prior_weight(), prior});

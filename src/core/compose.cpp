@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "ebm/core/common.h"
@@ -103,29 +104,43 @@ std::string AffineEnergy::describe() const {
   return s.str();
 }
 
-DenoisedGuidanceEnergy::DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser)
-    : inner_(std::move(inner)), denoiser_(std::move(denoiser)) {
+DenoisedGuidanceEnergy::DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser, double prior_weight)
+    : inner_(std::move(inner)), denoiser_(std::move(denoiser)), prior_weight_(prior_weight) {
   TORCH_CHECK(inner_ && denoiser_, "DenoisedGuidanceEnergy: null energy");
+  TORCH_CHECK(std::isfinite(prior_weight), "DenoisedGuidanceEnergy: prior_weight must be finite, got ", prior_weight);
+}
+
+torch::Tensor DenoisedGuidanceEnergy::energy(const torch::Tensor& x) {
+  auto e = inner_->energy(x);
+  return prior_weight_ == 0 ? e : e + prior_weight_ * denoiser_->energy(x);
 }
 
 torch::Tensor DenoisedGuidanceEnergy::energy_at(const torch::Tensor& x, const torch::Tensor& sigma) {
   TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "DenoisedGuidanceEnergy: sigma must be [B], got ",
               sigma.sizes());
-  torch::Tensor x_hat;
+  torch::Tensor x_hat, d, g;  // [B,C,H,W], [B], [B,C,H,W]
   {
     // A separate graph, even when the caller has autograd off (scoring).
     torch::AutoGradMode on(true);
     const auto xd = x.detach().requires_grad_(true);
-    const auto g = torch::autograd::grad({denoiser_->energy_at(xd, sigma).sum()}, {xd})[0];
+    d = denoiser_->energy_at(xd, sigma);
+    g = torch::autograd::grad({d.sum()}, {xd})[0];
     const auto s2 = sigma.to(x.dtype()).pow(2).view({-1, 1, 1, 1});
     x_hat = (xd - s2 * g).detach().clamp(0, 1);
   }
   // Straight-through: the value of inner at x_hat, the gradient of inner at x_hat.
-  return inner_->energy(x_hat + (x - x.detach()));
+  auto e = inner_->energy(x_hat + (x - x.detach()));
+  if (prior_weight_ == 0) return e;
+  // The prior term: value D(x, sigma), input gradient g, from the pass above.
+  const auto linear = (g * (x - x.detach())).flatten(1).sum(1);
+  return e + prior_weight_ * (d.detach() + linear);
 }
 
 std::string DenoisedGuidanceEnergy::describe() const {
-  return inner_->describe() + " on the Tweedie estimate of " + denoiser_->describe();
+  std::ostringstream s;
+  s << inner_->describe() << " on the Tweedie estimate of " << denoiser_->describe();
+  if (prior_weight_ != 0) s << " + " << prior_weight_ << " * " << denoiser_->describe();
+  return s.str();
 }
 
 ClassEnergy::ClassEnergy(EnergyPtr classifier, int64_t cls, bool nll, double temperature)

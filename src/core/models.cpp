@@ -218,6 +218,8 @@ NativeModel::NativeModel(const json& arch) : arch_(arch) {
   } else {
     throw DataError("unknown architecture type '" + type + "' (known: conv-ebm, conv-ebm-nc, unet-ebm-nc, conv-classifier)");
   }
+  for (const auto& m : module_->modules())
+    if (const auto* d = m->as<torch::nn::Dropout>(); d && d->options.p() > 0) has_dropout_ = true;
   set_card({{"arch", arch_}});
 }
 

@@ -35,7 +35,7 @@ torch::Tensor inpaint(Energy& e, const torch::Tensor& image, const torch::Tensor
                       const InpaintOptions& o) {
   if (o.chains() < 1) throw UsageError("--chains must be >= 1, got " + std::to_string(o.chains()));
   auto gen = at::detail::createCPUGenerator(o.seed());
-  const int64_t b = image.size(0), k = o.chains();
+  const int64_t k = o.chains();
   auto img = image.repeat({k, 1, 1, 1});
   auto mask = (known != 0).expand_as(image).repeat({k, 1, 1, 1});
   auto x0 = torch::where(mask, img, torch::rand(img.sizes(), gen));

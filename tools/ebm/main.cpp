@@ -3,10 +3,12 @@
 #include <cstdlib>
 
 #include "cli.h"
+#include "ebm/core/allocator.h"
 #include "ebm/core/common.h"
 
 int main(int argc, char** argv) {
   using namespace ebm;
+  tune_allocator();  // allocator.h: keeps the loops' buffers out of the kernel
   cli::set_command_line(argc, argv);
   CLI::App app;
   cli::Action run;

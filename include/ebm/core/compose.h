@@ -72,10 +72,18 @@ class AffineEnergy : public Energy {
 /// images guides a chain at every noise level by what the chain will become,
 /// not by the noisy pixels it cannot read. Costs one more denoiser gradient
 /// per evaluation. energy(x), without a level, is inner(x). Noise-conditional.
+///
+/// With prior_weight w != 0 the denoiser is also a term of the energy:
+///   E(x, sigma) = inner(x_hat + (x - stop_grad(x))) + w D(x, sigma)
+/// and the term's gradient is the one the Tweedie estimate already computed,
+/// so a guided prior costs one denoiser pass per step, not two. Same value and
+/// input gradient as SumEnergy{{w, denoiser}, {1, DenoisedGuidanceEnergy(inner,
+/// denoiser)}} (tested); the term carries no parameter gradients: it is for
+/// sampling, not for training.
 class DenoisedGuidanceEnergy : public Energy {
  public:
-  DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser);
-  torch::Tensor energy(const torch::Tensor& x) override { return inner_->energy(x); }
+  DenoisedGuidanceEnergy(EnergyPtr inner, EnergyPtr denoiser, double prior_weight = 0.0);
+  torch::Tensor energy(const torch::Tensor& x) override;
   torch::Tensor energy_at(const torch::Tensor& x, const torch::Tensor& sigma) override;
   bool noise_conditional() const override { return true; }
   bool rows_independent() const override { return inner_->rows_independent() && denoiser_->rows_independent(); }
@@ -83,6 +91,7 @@ class DenoisedGuidanceEnergy : public Energy {
 
  private:
   EnergyPtr inner_, denoiser_;
+  double prior_weight_;
 };
 
 /// Class-conditional energy of a classifier, in one of two readings:

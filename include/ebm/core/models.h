@@ -141,8 +141,10 @@ class NativeModel : public Energy {
   std::string describe() const override;
   std::vector<torch::Tensor> parameters() override { return module_->parameters(); }
   void set_training(bool on) override { module_->train(on); }
-  /// In eval mode (no dropout; the built-in layers keep no batch statistics).
-  bool rows_independent() const override { return !module_->is_training(); }
+  /// The built-in layers keep no batch statistics, so rows never interact.
+  /// Dropout in training mode draws a mask per call: a model with dropout is
+  /// split only in eval mode, so that a split and a whole pass agree.
+  bool rows_independent() const override { return !has_dropout_ || !module_->is_training(); }
 
   std::shared_ptr<torch::nn::Module> module() const { return module_; }
   const json& arch() const { return arch_; }
@@ -156,6 +158,7 @@ class NativeModel : public Energy {
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward_sigma_;  // conv-ebm-nc only
   ConvClassifier classifier_{nullptr};  // set for conv-classifier
+  bool has_dropout_ = false;            // any torch::nn::Dropout with p > 0 among the modules
 };
 
 /// A TorchScript module loaded from Python (torch.jit.save). The output shape
